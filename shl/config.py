@@ -1,0 +1,299 @@
+"""Run configuration: typed settings loaded from YAML, validated on load.
+
+A configuration file holds any subset of the sections below; keys it leaves out take
+the defaults of the dataclasses, which ``conf/local.yaml`` spells out in full.
+``key=value`` overrides from the command line use dotted keys (``spark.master=local[4]``)
+and YAML syntax for the value (``ingest.codiesp_splits=[train]``).
+
+Relative paths are resolved against the current working directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SOURCE_FORMATS = ("sample", "mimic3", "mimic4", "codiesp")
+# Paths with a scheme live on cluster storage and are not checked from the driver.
+_REMOTE_PREFIXES = ("dbfs:", "s3:", "s3a:", "abfss:", "gs:", "hdfs:", "wasbs:")
+
+
+class ConfigError(ValueError):
+    """Raised when a configuration file or override is invalid."""
+
+
+@dataclass
+class SparkSettings:
+    """Settings for the local Spark session; ignored when a session already runs."""
+
+    master: str = "local[2]"
+    app_name: str = "shl"
+    shuffle_partitions: int = 8
+    driver_memory: str = "4g"
+    arrow_batch_size: int = 2000
+    warehouse_dir: str = ".lakehouse/warehouse"
+    ui_enabled: bool = False
+    # Any other Spark setting, passed to the session builder as given.
+    conf: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class LakehouseSettings:
+    """Where the Delta tables live: ``<root>/bronze/notes``, ``<root>/silver/...``."""
+
+    root: str = ".lakehouse"
+
+
+@dataclass
+class SourceSettings:
+    """The input dataset to ingest."""
+
+    format: str = "sample"
+    # Folder of the dataset; for ``sample`` the folder the generator writes.
+    path: str = ".lakehouse/sample"
+    # Value of the ``source`` column in every table; defaults to the format.
+    name: str = ""
+
+
+@dataclass
+class IngestSettings:
+    """Rules of the bronze ingestion."""
+
+    # Notes with more characters than this are quarantined as too large.
+    max_note_chars: int = 1_000_000
+    # MIMIC-III NOTEEVENTS categories to ingest; discharge summaries by default.
+    mimic3_categories: list[str] = field(default_factory=lambda: ["Discharge summary"])
+    codiesp_splits: list[str] = field(default_factory=lambda: ["train", "dev"])
+    # Rows per Arrow batch handed from the file parser to Spark.
+    parse_batch_rows: int = 5000
+
+
+@dataclass
+class SampleSettings:
+    """Size and randomness of the built-in sample."""
+
+    n_admissions: int = 2000
+    n_patients: int = 800
+    n_diagnosis_codes: int = 300
+    n_procedure_codes: int = 50
+    duplicate_rate: float = 0.03
+    noise_rate: float = 0.05
+    seed: int = 7
+
+
+@dataclass
+class Config:
+    """The whole run configuration."""
+
+    spark: SparkSettings = field(default_factory=SparkSettings)
+    lakehouse: LakehouseSettings = field(default_factory=LakehouseSettings)
+    source: SourceSettings = field(default_factory=SourceSettings)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+    sample: SampleSettings = field(default_factory=SampleSettings)
+    log_level: str = "INFO"
+
+    @property
+    def source_name(self) -> str:
+        """The ``source`` column value: the configured name, or the format."""
+        return self.source.name or self.source.format
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Config:
+    """Load a configuration file, apply overrides and validate the result.
+
+    Parameters
+    ----------
+    path : str or path-like, optional
+        YAML file. Without it the defaults apply (the values of ``conf/local.yaml``).
+    overrides : list of str, optional
+        ``key=value`` strings with dotted keys, applied after the file.
+
+    Returns
+    -------
+    Config
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing or not a YAML mapping, a key is unknown, a value has
+        the wrong type or is out of range, or an input path does not exist. The
+        message names the file and the dotted key.
+    """
+    origin = str(path) if path is not None else "defaults"
+    data: dict[str, Any] = {}
+    if path is not None:
+        file_path = Path(path)
+        if not file_path.is_file():
+            raise ConfigError(f"configuration file not found: {file_path}")
+        with file_path.open(encoding="utf-8") as handle:
+            try:
+                loaded = yaml.safe_load(handle)
+            except yaml.YAMLError as error:
+                raise ConfigError(f"{file_path}: invalid YAML: {error}") from error
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{file_path}: expected a mapping of sections at the top level")
+        data = loaded
+
+    for override in overrides or []:
+        _apply_override(data, override)
+        origin = f"{origin} with overrides"
+
+    config = _build(Config, data, prefix="", origin=origin)
+    _check_values(config, origin)
+    return config
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    """Return the configuration as plain dictionaries, for logs and run records."""
+    return dataclasses.asdict(config)
+
+
+def _apply_override(data: dict[str, Any], override: str) -> None:
+    key, separator, raw_value = override.partition("=")
+    key = key.strip()
+    if not separator or not key:
+        raise ConfigError(f"invalid override {override!r}; expected key=value, e.g. spark.master=local[4]")
+    try:
+        value = yaml.safe_load(raw_value) if raw_value.strip() else ""
+    except yaml.YAMLError as error:
+        raise ConfigError(f"override {override!r}: value is not valid YAML: {error}") from error
+
+    node = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {override!r}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _build(cls: type, data: Any, prefix: str, origin: str) -> Any:
+    section = prefix.rstrip(".") or "the top level"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: {section} must be a mapping, found {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{origin}: unknown key {prefix}{unknown[0]!r}; valid keys in {section}: "
+            f"{', '.join(sorted(fields))}"
+        )
+
+    values = {}
+    for name, value in data.items():
+        hint = hints[name]
+        key = f"{prefix}{name}"
+        if dataclasses.is_dataclass(hint):
+            values[name] = _build(hint, value, prefix=f"{key}.", origin=origin)
+        else:
+            values[name] = _coerce(value, hint, key, origin)
+    return cls(**values)
+
+
+def _coerce(value: Any, hint: Any, key: str, origin: str) -> Any:
+    expected = _type_name(hint)
+    mismatch = ConfigError(
+        f"{origin}: key {key!r} must be {expected}, found {value!r} ({type(value).__name__})"
+    )
+    origin_type = typing.get_origin(hint)
+    if origin_type in (typing.Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(hint):
+            return None
+        inner = [arg for arg in typing.get_args(hint) if arg is not type(None)][0]
+        return _coerce(value, inner, key, origin)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise mismatch
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise mismatch
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise mismatch
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise mismatch
+    if origin_type is list:
+        if not isinstance(value, list):
+            raise mismatch
+        (item_hint,) = typing.get_args(hint)
+        return [_coerce(item, item_hint, f"{key}[{index}]", origin) for index, item in enumerate(value)]
+    if origin_type is dict:
+        if not isinstance(value, dict):
+            raise mismatch
+        # Spark settings are strings; YAML turns "2" and "true" into numbers and booleans.
+        return {str(k): _setting_text(v) for k, v in value.items()}
+    raise ConfigError(f"{origin}: key {key!r} has an unsupported type {hint!r}")
+
+
+def _setting_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _type_name(hint: Any) -> str:
+    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
+    if hint in names:
+        return names[hint]
+    origin_type = typing.get_origin(hint)
+    if origin_type is list:
+        return f"a list of {_type_name(typing.get_args(hint)[0]).split(' ', 1)[1]}s"
+    if origin_type is dict:
+        return "a mapping"
+    return str(hint)
+
+
+def _check_values(config: Config, origin: str) -> None:
+    def fail(key: str, value: Any, expected: str) -> None:
+        raise ConfigError(f"{origin}: key {key!r} must be {expected}, found {value!r}")
+
+    positive_ints = {
+        "spark.shuffle_partitions": config.spark.shuffle_partitions,
+        "spark.arrow_batch_size": config.spark.arrow_batch_size,
+        "ingest.max_note_chars": config.ingest.max_note_chars,
+        "ingest.parse_batch_rows": config.ingest.parse_batch_rows,
+        "sample.n_admissions": config.sample.n_admissions,
+        "sample.n_patients": config.sample.n_patients,
+        "sample.n_diagnosis_codes": config.sample.n_diagnosis_codes,
+    }
+    for key, value in positive_ints.items():
+        if value < 1:
+            fail(key, value, "at least 1")
+    for key, value in {
+        "sample.duplicate_rate": config.sample.duplicate_rate,
+        "sample.noise_rate": config.sample.noise_rate,
+    }.items():
+        if not 0.0 <= value <= 1.0:
+            fail(key, value, "between 0 and 1")
+    if config.source.format not in SOURCE_FORMATS:
+        fail("source.format", config.source.format, f"one of {', '.join(SOURCE_FORMATS)}")
+    if config.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        fail("log_level", config.log_level, "one of DEBUG, INFO, WARNING, ERROR")
+    for split in config.ingest.codiesp_splits:
+        if split not in ("train", "dev", "test"):
+            fail("ingest.codiesp_splits", split, "a list of train, dev, test")
+
+    # The sample folder is written by the generator; the other sources must exist.
+    source_path = config.source.path
+    if config.source.format != "sample" and not source_path.startswith(_REMOTE_PREFIXES):
+        if not Path(source_path).exists():
+            raise ConfigError(
+                f"{origin}: key 'source.path' points to {source_path!r}, which does not exist; "
+                f"set it to the folder of the {config.source.format} dataset"
+            )
