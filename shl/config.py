@@ -186,7 +186,7 @@ def _build(cls: type, data: Any, prefix: str, origin: str) -> Any:
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(
-            f"{origin}: unknown key {prefix}{unknown[0]!r}; valid keys in {section}: "
+            f"{origin}: unknown key '{prefix}{unknown[0]}'; valid keys in {section}: "
             f"{', '.join(sorted(fields))}"
         )
 

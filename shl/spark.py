@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -73,6 +74,10 @@ def _start_local_session(settings: SparkSettings) -> SparkSession:
     from delta import configure_spark_with_delta_pip
 
     started = time.monotonic()
+    # Python workers must run the interpreter that has this package and its stack,
+    # not whichever python3 is first on the PATH.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     warehouse = Path(settings.warehouse_dir).resolve()
     builder = (
         SparkSession.builder.master(settings.master)

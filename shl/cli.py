@@ -1,0 +1,74 @@
+"""The ``shl`` console command: one sub-command per pipeline stage.
+
+    shl ingest --config conf/codiesp.yaml lakehouse.root=/data/lakehouse
+    shl sample sample.n_admissions=100000 source.path=/data/sample
+    shl run
+
+The same entry point serves the thin ``jobs/<stage>.py`` scripts that
+``spark-submit`` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+from shl.config import ConfigError, load_config
+from shl.ingest.records import MissingColumnError, MissingInputError
+
+logger = logging.getLogger("shl")
+
+STAGES = {
+    "sample": "write the built-in sample (MIMIC-IV layout) to source.path",
+    "ingest": "read the configured source into the bronze Delta tables",
+    "run": "run the pipeline stages in order (now: ingest, generating the sample first when the source is the sample)",
+}
+# Errors caused by input or configuration: reported in one line, without a traceback.
+_USER_ERRORS = (ConfigError, MissingInputError, MissingColumnError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="shl", description="Medical coding with the Segmented Harmonic Loss on Spark")
+    parser.add_argument("stage", choices=sorted(STAGES), help="; ".join(f"{name}: {text}" for name, text in STAGES.items()))
+    parser.add_argument("--config", "-c", help="YAML configuration file (default: the values of conf/local.yaml)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="settings that replace the file's, e.g. spark.master=local[4]")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one stage and return the process exit code (0 success, 2 bad input or config)."""
+    args = build_parser().parse_intermixed_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(args.config, args.overrides)
+        logging.getLogger().setLevel(config.log_level.upper())
+        started = time.monotonic()
+        logger.info("Stage %s started (config %s)", args.stage, args.config or "defaults")
+        _run_stage(args.stage, config)
+        logger.info("Stage %s finished in %.1f s", args.stage, time.monotonic() - started)
+    except _USER_ERRORS as error:
+        logger.error("%s", error)
+        return 2
+    return 0
+
+
+def _run_stage(stage: str, config) -> None:
+    if stage == "sample":
+        from shl.ingest.sample_source import ensure_sample
+
+        ensure_sample(config)
+    elif stage in ("ingest", "run"):
+        from shl.ingest.job import run_ingest
+
+        report = run_ingest(config)
+        logger.info(
+            "Bronze tables in %s/bronze: %s",
+            config.lakehouse.root,
+            ", ".join(f"{name} (version {table.write.version})" for name, table in report.tables.items()),
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

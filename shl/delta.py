@@ -1,0 +1,118 @@
+"""Idempotent writes to Delta tables: MERGE on the table key, never a blind append."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from shl.config import Config
+from shl.tables import TableSpec
+
+logger = logging.getLogger(__name__)
+
+# Columns that record when a row was written; a change in them alone is not a change.
+_TIMESTAMP_COLUMNS = ("ingest_ts",)
+
+
+@dataclass
+class WriteResult:
+    """What one MERGE did to one table."""
+
+    table: str
+    path: str
+    version: int
+    inserted: int
+    updated: int
+
+    @property
+    def written(self) -> int:
+        return self.inserted + self.updated
+
+
+def table_exists(spark: SparkSession, path: str) -> bool:
+    return DeltaTable.isDeltaTable(spark, path)
+
+
+def table_version(spark: SparkSession, path: str) -> int | None:
+    """Return the latest version of a Delta table, or None when there is no table."""
+    if not table_exists(spark, path):
+        return None
+    return int(DeltaTable.forPath(spark, path).history(1).select("version").first()[0])
+
+
+def read_table(spark: SparkSession, spec: TableSpec, config: Config) -> DataFrame:
+    """Read a table, with an error that names the job to run when it is missing."""
+    path = spec.path(config)
+    if not table_exists(spark, path):
+        raise FileNotFoundError(
+            f"Delta table {spec.layer}.{spec.name} not found at {path}; run the stage that writes it first"
+        )
+    return spark.read.format("delta").load(path)
+
+
+def merge_table(spark: SparkSession, frame: DataFrame, spec: TableSpec, config: Config) -> WriteResult:
+    """Insert new rows and update changed rows of a table, matching on its key.
+
+    A row whose key is in the table with the same content (``ingest_ts`` aside) is
+    left as it is, so running a job twice on the same input leaves the same table.
+    The table is created with the spec's schema when it does not exist, so its
+    NOT NULL columns are enforced.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        Rows with the spec's columns. Keys must be unique within it; the caller
+        quarantines duplicate keys first.
+
+    Raises
+    ------
+    ValueError
+        If the frame's columns differ from the spec's.
+    """
+    path = spec.path(config)
+    if frame.columns != spec.columns:
+        raise ValueError(
+            f"rows for {spec.layer}.{spec.name} have columns {frame.columns}, expected {spec.columns}"
+        )
+    frame = frame.select([F.col(field.name).cast(field.dataType) for field in spec.schema.fields])
+
+    if not table_exists(spark, path):
+        # Created from the spec, so the NOT NULL columns are enforced by Delta.
+        DeltaTable.createIfNotExists(spark).location(path).addColumns(spec.schema).execute()
+        logger.info("Created Delta table %s.%s at %s", spec.layer, spec.name, path)
+
+    key_condition = " AND ".join(f"t.`{key}` <=> s.`{key}`" for key in spec.keys)
+    compared = [column for column in spec.columns if column not in spec.keys and column not in _TIMESTAMP_COLUMNS]
+    changed = " OR ".join(f"NOT (t.`{column}` <=> s.`{column}`)" for column in compared) or "false"
+    (
+        DeltaTable.forPath(spark, path)
+        .alias("t")
+        .merge(frame.alias("s"), key_condition)
+        .whenMatchedUpdateAll(condition=changed)
+        .whenNotMatchedInsertAll()
+        .execute()
+    )
+
+    last = DeltaTable.forPath(spark, path).history(1).select("version", "operation", "operationMetrics").first()
+    metrics = last["operationMetrics"] or {}
+    inserted = int(metrics.get("numTargetRowsInserted", 0))
+    updated = int(metrics.get("numTargetRowsUpdated", 0))
+    result = WriteResult(f"{spec.layer}.{spec.name}", path, int(last["version"]), inserted, updated)
+    logger.info(
+        "Wrote %s: %d inserted, %d updated, version %d (%s)",
+        result.table,
+        result.inserted,
+        result.updated,
+        result.version,
+        path,
+    )
+    return result
+
+
+def with_ingest_time(frame: DataFrame) -> DataFrame:
+    """Add the ``ingest_ts`` column with the time of the write."""
+    return frame.withColumn("ingest_ts", F.current_timestamp())

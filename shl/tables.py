@@ -1,0 +1,113 @@
+"""Names, locations, keys and schemas of the Delta tables.
+
+Tables live under the lakehouse root by layer: ``<root>/bronze/notes``. Each job
+selects exactly these columns before it writes, so the schema is fixed at the edge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql import types as T
+
+from shl.config import Config
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A Delta table: its layer, name, merge key and schema."""
+
+    layer: str
+    name: str
+    keys: tuple[str, ...]
+    schema: T.StructType
+
+    def path(self, config: Config) -> str:
+        """Return the table's folder under the configured lakehouse root."""
+        return f"{config.lakehouse.root.rstrip('/')}/{self.layer}/{self.name}"
+
+    @property
+    def columns(self) -> list[str]:
+        return [field.name for field in self.schema.fields]
+
+
+def _schema(*fields: tuple[str, T.DataType, bool]) -> T.StructType:
+    return T.StructType([T.StructField(name, data_type, nullable) for name, data_type, nullable in fields])
+
+
+_PROVENANCE = (
+    ("source_file", T.StringType(), False),
+    ("source_line", T.IntegerType(), False),
+    ("ingest_ts", T.TimestampType(), False),
+)
+
+NOTES = TableSpec(
+    layer="bronze",
+    name="notes",
+    keys=("source", "note_id"),
+    schema=_schema(
+        ("source", T.StringType(), False),
+        ("note_id", T.StringType(), False),
+        ("subject_id", T.StringType(), True),
+        ("hadm_id", T.StringType(), False),
+        ("note_type", T.StringType(), True),
+        ("charttime", T.TimestampType(), True),
+        ("text", T.StringType(), False),
+        ("text_sha256", T.StringType(), False),
+        # The split a dataset ships with (CodiEsp train and dev); null for MIMIC.
+        ("source_split", T.StringType(), True),
+        # Ids of the input rows merged into this note (MIMIC-III report plus addenda).
+        ("source_note_ids", T.ArrayType(T.StringType(), True), False),
+        *_PROVENANCE,
+    ),
+)
+
+CODES = TableSpec(
+    layer="bronze",
+    name="codes",
+    # For CodiEsp the clinical case id is the hadm_id: one case, one coded document.
+    keys=("source", "hadm_id", "code", "code_system"),
+    schema=_schema(
+        ("source", T.StringType(), False),
+        ("subject_id", T.StringType(), True),
+        ("hadm_id", T.StringType(), False),
+        ("code", T.StringType(), False),
+        ("code_system", T.StringType(), False),
+        ("seq_num", T.IntegerType(), True),
+        *_PROVENANCE,
+    ),
+)
+
+CODE_DESCRIPTIONS = TableSpec(
+    layer="bronze",
+    name="code_descriptions",
+    keys=("code", "code_system"),
+    schema=_schema(
+        ("code", T.StringType(), False),
+        ("code_system", T.StringType(), False),
+        ("title", T.StringType(), False),
+        # Where the title comes from: a dataset's dictionary file or an ICD package.
+        ("dictionary", T.StringType(), False),
+        *_PROVENANCE,
+    ),
+)
+
+QUARANTINE = TableSpec(
+    layer="bronze",
+    name="quarantine",
+    keys=("source_file", "line"),
+    schema=_schema(
+        ("source", T.StringType(), False),
+        ("source_file", T.StringType(), False),
+        ("line", T.IntegerType(), False),
+        ("line_end", T.IntegerType(), False),
+        ("target_table", T.StringType(), False),
+        ("reason", T.StringType(), False),
+        ("detail", T.StringType(), True),
+        # The rejected record as read, so nothing is lost.
+        ("raw", T.StringType(), True),
+        ("ingest_ts", T.TimestampType(), False),
+    ),
+)
+
+BRONZE_TABLES = (NOTES, CODES, CODE_DESCRIPTIONS, QUARANTINE)
