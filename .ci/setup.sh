@@ -12,6 +12,16 @@ horovod_version="0.28.1"
 
 log() { printf '[setup] %s\n' "$*"; }
 
+if ! command -v java >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        log "installing a Java runtime for Spark (openjdk-17-jre-headless)"
+        apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless >/dev/null
+    else
+        echo "[setup] Spark needs Java 8, 11 or 17 and no 'java' is on the PATH; install a JDK 17 and retry" >&2
+        exit 1
+    fi
+fi
+
 if [ ! -x "$venv/bin/python" ]; then
     log "creating virtual environment $venv"
     "$python" -m venv "$venv"
@@ -21,9 +31,17 @@ fi
 
 # wheel is needed because setuptools < 70 (a petastorm requirement) has no bdist_wheel
 # of its own, and Horovod is built without build isolation.
-pip install --quiet --disable-pip-version-check "pip<25" wheel "setuptools<70"
-log "installing the shl package with dev extras"
-pip install --quiet --disable-pip-version-check -e ".[dev]"
+# The install is skipped while pyproject.toml is unchanged since the last one.
+stamp="$venv/.shl-pyproject.sha256"
+want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    log "package and dependencies already installed for this pyproject.toml"
+else
+    pip install --quiet --disable-pip-version-check "pip<25" wheel "setuptools<70"
+    log "installing the shl package with dev extras"
+    pip install --quiet --disable-pip-version-check -e ".[dev]"
+    echo "$want" >"$stamp"
+fi
 
 horovod_ready() {
     local check
@@ -93,6 +111,10 @@ WRAP
     log "horovod built"
 fi
 
-log "resolving the Delta Lake jars (cached by Ivy in ~/.ivy2 after the first run)"
-python -m shl.spark --resolve-jars
+if ls "$HOME"/.ivy2/jars/io.delta_delta-spark_2.12-*.jar >/dev/null 2>&1; then
+    log "Delta Lake jars already in ~/.ivy2"
+else
+    log "resolving the Delta Lake jars (cached by Ivy in ~/.ivy2 after the first run)"
+    python -m shl.spark --resolve-jars
+fi
 log "done: activate with '. $venv/bin/activate'"

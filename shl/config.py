@@ -21,8 +21,10 @@ from typing import Any
 import yaml
 
 SOURCE_FORMATS = ("sample", "mimic3", "mimic4", "codiesp")
-# Paths with a scheme live on cluster storage and are not checked from the driver.
-_REMOTE_PREFIXES = ("dbfs:", "s3:", "s3a:", "abfss:", "gs:", "hdfs:", "wasbs:")
+# Input files are read with Python file APIs on the driver and the executors, so the
+# source must be a file system path: a local folder, a shared mount, or a FUSE path
+# such as /dbfs/... or /Volumes/... on Databricks. URLs are rejected with that advice.
+_URL_PREFIXES = ("dbfs:", "s3:", "s3a:", "abfss:", "gs:", "hdfs:", "wasbs:", "file:")
 
 
 class ConfigError(ValueError):
@@ -289,9 +291,14 @@ def _check_values(config: Config, origin: str) -> None:
         if split not in ("train", "dev", "test"):
             fail("ingest.codiesp_splits", split, "a list of train, dev, test")
 
-    # The sample folder is written by the generator; the other sources must exist.
     source_path = config.source.path
-    if config.source.format != "sample" and not source_path.startswith(_REMOTE_PREFIXES):
+    if source_path.startswith(_URL_PREFIXES):
+        raise ConfigError(
+            f"{origin}: key 'source.path' is the URL {source_path!r}; input files are read "
+            f"as files, so give a path such as /dbfs/mnt/... or /Volumes/... instead"
+        )
+    # The sample folder is written by the generator; the other sources must exist.
+    if config.source.format != "sample":
         if not Path(source_path).exists():
             raise ConfigError(
                 f"{origin}: key 'source.path' points to {source_path!r}, which does not exist; "

@@ -77,9 +77,9 @@ def test_sample_path_need_not_exist(tmp_path):
     assert config.source.format == "sample"
 
 
-def test_remote_path_is_not_checked():
-    config = load_config(None, ["source.format=mimic3", "source.path=dbfs:/mnt/mimic3"])
-    assert config.source.path == "dbfs:/mnt/mimic3"
+def test_source_url_is_rejected_with_fuse_advice():
+    with pytest.raises(ConfigError, match=r"URL 'dbfs:/mnt/mimic3'.*/dbfs/mnt/\.\.\. or /Volumes/"):
+        load_config(None, ["source.format=mimic3", "source.path=dbfs:/mnt/mimic3"])
 
 
 @pytest.mark.parametrize(

@@ -17,12 +17,26 @@ from pathlib import Path
 import pandas as pd
 
 from shl.ingest import rules
-from shl.ingest.records import CsvLayout, MissingInputError, iter_batches, iter_csv_records, read_text_file
+from shl.ingest.records import (
+    CsvLayout,
+    MissingInputError,
+    iter_batches,
+    iter_csv_records,
+    read_header,
+    read_text_file,
+)
 from shl.ingest.staging import CODE_COLUMNS, NOTE_COLUMNS
 
 LAYOUT_NAME = "CodiEsp"
 CODES_LAYOUT = CsvLayout("CodiEsp codes (articleID<TAB>code)", ("article_id", "code_raw"), "\t", has_header=False)
 _SYSTEMS = {"D": "icd10cm", "P": "icd10pcs"}
+
+
+def check_inputs(root: str, splits: list[str]) -> None:
+    """Check on the driver that every split has its text folder and code files."""
+    note_files(root, splits)
+    for path, _ in code_files(root, splits):
+        read_header(path, CODES_LAYOUT)
 
 
 def _split_folder(root: str, split: str) -> Path:

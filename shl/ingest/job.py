@@ -97,6 +97,10 @@ def run_ingest(config: Config, spark: SparkSession | None = None) -> IngestRepor
         from shl.ingest.sample_source import ensure_sample
 
         ensure_sample(config)
+    if config.source.format == "codiesp":
+        codiesp.check_inputs(root, config.ingest.codiesp_splits)
+    else:
+        _reader(config).check_inputs(root)
 
     notes = _stage_notes(spark, config, source)
     codes = _stage_codes(spark, config, source)

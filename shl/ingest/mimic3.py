@@ -16,7 +16,7 @@ import pandas as pd
 
 from shl.ingest import rules
 from shl.ingest.files import find_table_file
-from shl.ingest.records import CsvLayout, iter_batches, iter_csv_records
+from shl.ingest.records import CsvLayout, iter_batches, iter_csv_records, read_header
 from shl.ingest.staging import CODE_COLUMNS, DESCRIPTION_COLUMNS, NOTE_COLUMNS
 
 LAYOUT_NAME = "MIMIC-III"
@@ -29,8 +29,27 @@ DIAGNOSES = CsvLayout("MIMIC-III DIAGNOSES_ICD", ("SUBJECT_ID", "HADM_ID", "SEQ_
 PROCEDURES = CsvLayout("MIMIC-III PROCEDURES_ICD", ("SUBJECT_ID", "HADM_ID", "SEQ_NUM", "ICD9_CODE"))
 D_DIAGNOSES = CsvLayout("MIMIC-III D_ICD_DIAGNOSES", ("ICD9_CODE", "LONG_TITLE"))
 D_PROCEDURES = CsvLayout("MIMIC-III D_ICD_PROCEDURES", ("ICD9_CODE", "LONG_TITLE"))
+NOTE_LAYOUT = NOTEEVENTS
+CODE_LAYOUTS = {"diagnosis": DIAGNOSES, "procedure": PROCEDURES}
+DICTIONARY_LAYOUTS = {"diagnosis": D_DIAGNOSES, "procedure": D_PROCEDURES}
 
 _SYSTEMS = {"diagnosis": "icd9cm", "procedure": "icd9pcs"}
+
+
+def check_inputs(root: str) -> None:
+    """Check on the driver that every input file exists and has its columns.
+
+    Raises
+    ------
+    MissingInputError, MissingColumnError
+        Naming the file, the missing columns and the layout.
+    """
+    for path in note_files(root):
+        read_header(path, NOTE_LAYOUT)
+    for path, kind in code_files(root):
+        read_header(path, CODE_LAYOUTS[kind])
+    for path, kind in dictionary_files(root):
+        read_header(path, DICTIONARY_LAYOUTS[kind])
 
 
 def note_files(root: str) -> list[str]:
@@ -85,7 +104,7 @@ def stage_notes(
 
 def stage_codes(path: str, kind: str, *, batch_rows: int) -> Iterator[pd.DataFrame]:
     """Parse and check DIAGNOSES_ICD or PROCEDURES_ICD into staged code rows."""
-    layout = DIAGNOSES if kind == "diagnosis" else PROCEDURES
+    layout = CODE_LAYOUTS[kind]
     for batch in iter_batches(iter_csv_records(path, layout), batch_rows):
         frame = rules.records_to_frame(batch, layout.columns)
         rules.check_ids(frame, ["SUBJECT_ID", "HADM_ID"])
@@ -101,7 +120,7 @@ def stage_codes(path: str, kind: str, *, batch_rows: int) -> Iterator[pd.DataFra
 
 def stage_dictionary(path: str, kind: str, *, batch_rows: int) -> Iterator[pd.DataFrame]:
     """Parse D_ICD_DIAGNOSES or D_ICD_PROCEDURES into staged code description rows."""
-    layout = D_DIAGNOSES if kind == "diagnosis" else D_PROCEDURES
+    layout = DICTIONARY_LAYOUTS[kind]
     for batch in iter_batches(iter_csv_records(path, layout), batch_rows):
         frame = rules.records_to_frame(batch, layout.columns)
         systems = pd.Series(_SYSTEMS[kind], index=frame.index, dtype=object)

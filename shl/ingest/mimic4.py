@@ -13,7 +13,7 @@ import pandas as pd
 
 from shl.ingest import rules
 from shl.ingest.files import find_table_file
-from shl.ingest.records import CsvLayout, iter_batches, iter_csv_records
+from shl.ingest.records import CsvLayout, iter_batches, iter_csv_records, read_header
 from shl.ingest.staging import CODE_COLUMNS, DESCRIPTION_COLUMNS, NOTE_COLUMNS
 
 LAYOUT_NAME = "MIMIC-IV"
@@ -30,13 +30,29 @@ PROCEDURES = CsvLayout(
 )
 D_DIAGNOSES = CsvLayout("MIMIC-IV hosp/d_icd_diagnoses", ("icd_code", "icd_version", "long_title"))
 D_PROCEDURES = CsvLayout("MIMIC-IV hosp/d_icd_procedures", ("icd_code", "icd_version", "long_title"))
+NOTE_LAYOUT = DISCHARGE
+CODE_LAYOUTS = {"diagnosis": DIAGNOSES, "procedure": PROCEDURES}
+DICTIONARY_LAYOUTS = {"diagnosis": D_DIAGNOSES, "procedure": D_PROCEDURES}
 
-# (relative path without extension, layout, kind) of each code and dictionary file.
-CODE_FILES = (("hosp/diagnoses_icd", DIAGNOSES, "diagnosis"), ("hosp/procedures_icd", PROCEDURES, "procedure"))
-DICTIONARY_FILES = (
-    ("hosp/d_icd_diagnoses", D_DIAGNOSES, "diagnosis"),
-    ("hosp/d_icd_procedures", D_PROCEDURES, "procedure"),
-)
+# Relative path without extension of each code and dictionary file, by kind.
+_CODE_FILES = {"diagnosis": "hosp/diagnoses_icd", "procedure": "hosp/procedures_icd"}
+_DICTIONARY_FILES = {"diagnosis": "hosp/d_icd_diagnoses", "procedure": "hosp/d_icd_procedures"}
+
+
+def check_inputs(root: str) -> None:
+    """Check on the driver that every input file exists and has its columns.
+
+    Raises
+    ------
+    MissingInputError, MissingColumnError
+        Naming the file, the missing columns and the layout.
+    """
+    for path in note_files(root):
+        read_header(path, NOTE_LAYOUT)
+    for path, kind in code_files(root):
+        read_header(path, CODE_LAYOUTS[kind])
+    for path, kind in dictionary_files(root):
+        read_header(path, DICTIONARY_LAYOUTS[kind])
 
 
 def note_files(root: str) -> list[str]:
@@ -45,11 +61,11 @@ def note_files(root: str) -> list[str]:
 
 def code_files(root: str) -> list[tuple[str, str]]:
     """Return (path, kind) of the diagnosis and procedure files."""
-    return [(find_table_file(root, relative, LAYOUT_NAME), kind) for relative, _, kind in CODE_FILES]
+    return [(find_table_file(root, relative, LAYOUT_NAME), kind) for kind, relative in _CODE_FILES.items()]
 
 
 def dictionary_files(root: str) -> list[tuple[str, str]]:
-    return [(find_table_file(root, relative, LAYOUT_NAME), kind) for relative, _, kind in DICTIONARY_FILES]
+    return [(find_table_file(root, relative, LAYOUT_NAME), kind) for kind, relative in _DICTIONARY_FILES.items()]
 
 
 def stage_notes(path: str, *, batch_rows: int, max_note_chars: int) -> Iterator[pd.DataFrame]:
@@ -67,7 +83,7 @@ def stage_notes(path: str, *, batch_rows: int, max_note_chars: int) -> Iterator[
 
 def stage_codes(path: str, kind: str, *, batch_rows: int) -> Iterator[pd.DataFrame]:
     """Parse and check a MIMIC-IV diagnosis or procedure file into staged code rows."""
-    layout = DIAGNOSES if kind == "diagnosis" else PROCEDURES
+    layout = CODE_LAYOUTS[kind]
     for batch in iter_batches(iter_csv_records(path, layout), batch_rows):
         frame = rules.records_to_frame(batch, layout.columns)
         rules.check_ids(frame, ["subject_id", "hadm_id"])
@@ -80,7 +96,7 @@ def stage_codes(path: str, kind: str, *, batch_rows: int) -> Iterator[pd.DataFra
 
 def stage_dictionary(path: str, kind: str, *, batch_rows: int) -> Iterator[pd.DataFrame]:
     """Parse a MIMIC-IV ``d_icd_*`` file into staged code description rows."""
-    layout = D_DIAGNOSES if kind == "diagnosis" else D_PROCEDURES
+    layout = DICTIONARY_LAYOUTS[kind]
     for batch in iter_batches(iter_csv_records(path, layout), batch_rows):
         frame = rules.records_to_frame(batch, layout.columns)
         systems = rules.systems_from_icd_version(frame, "icd_version", kind)

@@ -1,0 +1,1 @@
+"""Benchmark scripts. Each one runs as ``python -m shl.bench.<name>``."""
