@@ -6,6 +6,8 @@ selects exactly these columns before it writes, so the schema is fixed at the ed
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
 
 from pyspark.sql import types as T
@@ -23,8 +25,15 @@ class TableSpec:
     schema: T.StructType
 
     def path(self, config: Config) -> str:
-        """Return the table's folder under the configured lakehouse root."""
-        return f"{config.lakehouse.root.rstrip('/')}/{self.layer}/{self.name}"
+        """Return the table's folder under the configured lakehouse root.
+
+        A relative local root is made absolute, because Delta reads a relative
+        location as a table name.
+        """
+        root = config.lakehouse.root.rstrip("/")
+        if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", root):
+            root = os.path.abspath(root)
+        return f"{root}/{self.layer}/{self.name}"
 
     @property
     def columns(self) -> list[str]:
