@@ -10,8 +10,8 @@ tables:
   max_chunks 4, 50 labels, every chunk full), in eval mode without gradients.
 
 Each number is the median over repeated runs after warm-up runs. The losses are timed
-round-robin in the same process. Torch uses one thread by default (``--threads``),
-because 2 threads on a 2-core machine shared with other jobs made timings erratic.
+round-robin in the same process. Torch uses one thread by default (``--threads``), so
+that the timings do not depend on contention for a second core.
 """
 
 from __future__ import annotations
@@ -124,9 +124,9 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rows", type=int, default=32, help="batch rows for the loss timing")
     parser.add_argument("--labels", type=int, default=10_000, help="labels for the loss timing")
     parser.add_argument("--segments", type=int, default=200, help="segments for the loss timing")
-    parser.add_argument("--warmup", type=int, default=10, help="untimed loss runs first")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed warm-up rounds before the loss timing")
     parser.add_argument("--repeats", type=int, default=100, help="timed loss runs")
-    parser.add_argument("--model-labels", type=int, default=50, help="labels of the model timing")
+    parser.add_argument("--model-labels", type=int, default=50, help="output labels of the timed model")
     parser.add_argument("--chunk-len", type=int, default=128, help="tokens per chunk")
     parser.add_argument("--max-chunks", type=int, default=4, help="chunks per document")
     parser.add_argument("--documents", type=int, default=4, help="documents per model forward")
