@@ -96,7 +96,7 @@ WRAP
         log "using a CUDA toolkit folder made from the nvidia wheels: $cuda_root"
     fi
 
-    # Horovod vendors Gloo, whose CMakeLists asks for a CMake older than 3.5, which CMake 4 rejects.
+    # Horovod vendors Gloo, whose CMakeLists requires a CMake policy older than 3.5, which CMake 4 rejects.
     env "${extra_env[@]}" CXX="$build_dir/cxx17" \
         CMAKE_POLICY_VERSION_MINIMUM=3.5 HOROVOD_WITH_PYTORCH=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 \
         HOROVOD_WITHOUT_TENSORFLOW=1 HOROVOD_WITHOUT_MXNET=1 HOROVOD_CPU_OPERATIONS=GLOO \

@@ -11,27 +11,32 @@ The same entry point serves the thin ``jobs/<stage>.py`` scripts that
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 import time
 
-from shl.config import ConfigError, load_config
+from shl.config import Config, ConfigError, load_config
 from shl.ingest.records import MissingColumnError, MissingInputError
 
 logger = logging.getLogger("shl")
 
+# Stage name: (help text, "module:function"). Each function takes (config, spark=None),
+# runs the stage and returns its report. "run" runs PIPELINE in order.
 STAGES = {
-    "sample": "write the built-in sample (MIMIC-IV layout) to source.path",
-    "ingest": "read the configured source into the bronze Delta tables",
-    "run": "run the pipeline stages in order (now: ingest, generating the sample first when the source is the sample)",
+    "sample": ("write the built-in sample (MIMIC-IV layout) to source.path", "shl.ingest.sample_source:run_sample"),
+    "ingest": ("read the configured source into the bronze Delta tables", "shl.ingest.job:run_ingest"),
+    "run": ("run the pipeline stages in order", ""),
 }
+PIPELINE = ("ingest",)
 # Errors caused by input or configuration: reported in one line, without a traceback.
 _USER_ERRORS = (ConfigError, MissingInputError, MissingColumnError)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shl", description="Medical coding with the Segmented Harmonic Loss on Spark")
-    parser.add_argument("stage", choices=sorted(STAGES), help="; ".join(f"{name}: {text}" for name, text in STAGES.items()))
+    stage_help = "; ".join(f"{name}: {text}" for name, (text, _) in STAGES.items())
+    parser.add_argument("stage", choices=list(STAGES), help=stage_help)
     parser.add_argument("--config", "-c", help="YAML configuration file (default: the values of conf/local.yaml)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="settings that replace the file's, e.g. spark.master=local[4]")
     return parser
@@ -54,20 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _run_stage(stage: str, config) -> None:
-    if stage == "sample":
-        from shl.ingest.sample_source import ensure_sample
-
-        ensure_sample(config)
-    elif stage in ("ingest", "run"):
-        from shl.ingest.job import run_ingest
-
-        report = run_ingest(config)
-        logger.info(
-            "Bronze tables in %s/bronze: %s",
-            config.lakehouse.root,
-            ", ".join(f"{name} (version {table.write.version})" for name, table in report.tables.items()),
-        )
+def _run_stage(stage: str, config: Config) -> None:
+    for name in PIPELINE if stage == "run" else (stage,):
+        module_name, function_name = STAGES[name][1].split(":")
+        run = getattr(importlib.import_module(module_name), function_name)
+        run(config)
 
 
 if __name__ == "__main__":

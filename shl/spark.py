@@ -1,7 +1,7 @@
 """The Spark session factory.
 
 A job reuses the active session when there is one (a notebook, ``spark-submit``, a
-test that made it), uses the cluster's session on Databricks, and otherwise starts a
+test that made it). On Databricks it uses the cluster's session. Otherwise it starts a
 local session with Delta Lake, whose jars Spark's Ivy resolves from Maven Central once
 and caches in ``~/.ivy2``.
 """

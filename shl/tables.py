@@ -113,10 +113,45 @@ QUARANTINE = TableSpec(
         ("target_table", T.StringType(), False),
         ("reason", T.StringType(), False),
         ("detail", T.StringType(), True),
-        # The rejected record as read, so nothing is lost.
+        # The rejected record as read; for duplicates, its fields as JSON.
         ("raw", T.StringType(), True),
         ("ingest_ts", T.TimestampType(), False),
     ),
 )
 
 BRONZE_TABLES = (NOTES, CODES, CODE_DESCRIPTIONS, QUARANTINE)
+
+DOCUMENTS = TableSpec(
+    layer="silver",
+    name="documents",
+    keys=("doc_id",),
+    schema=_schema(
+        # "<source>:<hadm_id>": one document per admission (per clinical case for CodiEsp).
+        ("doc_id", T.StringType(), False),
+        ("source", T.StringType(), False),
+        ("subject_id", T.StringType(), True),
+        ("hadm_id", T.StringType(), False),
+        # The admission's notes in chart-time order, joined by a blank line.
+        ("text", T.StringType(), False),
+        ("text_sha256", T.StringType(), False),
+        # Labels are "<code_system>:<code>", such as "icd10cm:R50.9", sorted, after the
+        # label-space rules; the same digits in two code systems never collide.
+        ("labels", T.ArrayType(T.StringType(), True), False),
+        # "train", "val" or "test".
+        ("split", T.StringType(), False),
+    ),
+)
+
+LABEL_INDEX = TableSpec(
+    layer="silver",
+    name="label_index",
+    keys=("label",),
+    schema=_schema(
+        ("label", T.StringType(), False),
+        # Column of the label in target and logit matrices, 0-based, by label order.
+        ("column", T.IntegerType(), False),
+        ("code", T.StringType(), False),
+        ("code_system", T.StringType(), False),
+        ("train_count", T.LongType(), False),
+    ),
+)

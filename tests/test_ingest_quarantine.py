@@ -38,6 +38,7 @@ DIAGNOSES_ROWS = [
     b"10000002,20000002,1,E119,10",  # 10: copy of 6
     b"10000003,,1,N179,10",  # 11: admission id missing
     b"10000010,20000010,1,N179,10",  # 12
+    b"10000010,2000001O,1,N179,10",  # 13: letter O in the admission id
 ]
 PROCEDURES_ROWS = [
     b"subject_id,hadm_id,seq_num,chartdate,icd_code,icd_version",  # 1
@@ -131,6 +132,13 @@ def test_missing_admission_id(ingested):
     assert _reason(quarantine, NOTE_FILE, 6) == "missing_id"
     assert quarantine[(NOTE_FILE, 6)]["detail"] == "hadm_id is empty"
     assert _reason(quarantine, DIAGNOSIS_FILE, 11) == "missing_id"
+
+
+def test_invalid_admission_id(ingested):
+    _, _, quarantine = ingested
+    row = quarantine[(DIAGNOSIS_FILE, 13)]
+    assert row["reason"] == "invalid_id"
+    assert row["detail"] == "hadm_id 2000001O is not a whole number"
 
 
 def test_empty_text(ingested):
@@ -231,8 +239,8 @@ def test_report_counts(ingested):
         "note_too_large": 1, "invalid_value": 1, "duplicate_key": 1,
     }
     codes = report.tables["codes"]
-    assert codes.rows_read == 14
+    assert codes.rows_read == 15
     assert codes.write.inserted == 8
-    assert sum(codes.quarantined.values()) == 6
-    assert report.quarantine.inserted == len(quarantine) == 9 + 6 + 1
+    assert sum(codes.quarantined.values()) == 7
+    assert report.quarantine.inserted == len(quarantine) == 9 + 7 + 1
     assert tables["quarantine"].filter("source != 'mimic4'").count() == 0

@@ -45,7 +45,7 @@ class TableReport:
 
 @dataclass
 class IngestReport:
-    """What one ingestion run read and wrote."""
+    """Row counts and table versions of one ingestion run."""
 
     source: str
     tables: dict[str, TableReport] = field(default_factory=dict)

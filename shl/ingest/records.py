@@ -154,7 +154,7 @@ def iter_csv_records(path: str | Path, layout: CsvLayout) -> Iterator[Record]:
 
     Quoted fields may span lines. Blank lines between records are skipped. Empty
     fields become None. A record whose syntax is invalid, whose field count differs
-    from the header's, or that holds bytes that are not UTF-8 comes back with
+    from the header's, or that contains bytes that are not UTF-8 comes back with
     ``fields=None`` and a reason, and reading goes on with the next line.
 
     Raises

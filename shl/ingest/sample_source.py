@@ -18,7 +18,7 @@ MARKER_FILE = "_shl_sample_settings.json"
 def ensure_sample(config: Config) -> Path:
     """Generate the built-in sample into ``source.path`` unless it is there already.
 
-    The files are reused when the folder holds a complete sample made with the same
+    The files are reused when the folder contains a complete sample made with the same
     ``sample`` settings; otherwise they are written again. Generation is
     deterministic for a seed, so a reused folder equals a fresh one.
 
@@ -41,3 +41,8 @@ def ensure_sample(config: Config) -> Path:
     generate_sample(folder, **settings)
     marker.write_text(json.dumps(settings, sort_keys=True), encoding="utf-8")
     return folder
+
+
+def run_sample(config: Config, spark=None) -> Path:
+    """Run the ``sample`` stage: :func:`ensure_sample`, which needs no Spark session."""
+    return ensure_sample(config)

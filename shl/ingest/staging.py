@@ -115,7 +115,7 @@ def split_rows(
     A row that repeats an earlier accepted row of the same content (``content_columns``
     equal, earlier by file and line) is quarantined as ``duplicate_row``. A row whose
     key repeats an earlier row's with other content is quarantined as ``duplicate_key``,
-    since a table holds one row per key. Rows outside the configured selection are
+    since a table has one row per key. Rows outside the configured selection are
     counted in ``skipped`` and dropped.
 
     Returns
