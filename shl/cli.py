@@ -26,9 +26,10 @@ logger = logging.getLogger("shl")
 STAGES = {
     "sample": ("write the built-in sample (MIMIC-IV layout) to source.path", "shl.ingest.sample_source:run_sample"),
     "ingest": ("read the configured source into the bronze Delta tables", "shl.ingest.job:run_ingest"),
+    "tokenize": ("build the silver documents, label_index and tokens tables", "shl.documents.job:run_tokenize"),
     "run": ("run the pipeline stages in order", ""),
 }
-PIPELINE = ("ingest",)
+PIPELINE = ("ingest", "tokenize")
 # Errors caused by input or configuration: reported in one line, without a traceback.
 _USER_ERRORS = (ConfigError, MissingInputError, MissingColumnError)
 

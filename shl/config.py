@@ -90,7 +90,7 @@ class LabelSpaceSettings:
     min_train_count: int = 10
     # Keep only the k most frequent codes in train; 0 keeps all.
     top_k: int = 0
-    # Replace each code by its category: the first 3 characters (ICD-10-PCS: 4).
+    # Replace each code by its category: the part before the dot (ICD-10-PCS: 3 characters).
     rollup: bool = False
 
 

@@ -27,6 +27,7 @@ class WriteResult:
     version: int
     inserted: int
     updated: int
+    deleted: int = 0
 
     @property
     def written(self) -> int:
@@ -54,7 +55,9 @@ def read_table(spark: SparkSession, spec: TableSpec, config: Config) -> DataFram
     return spark.read.format("delta").load(path)
 
 
-def merge_table(spark: SparkSession, frame: DataFrame, spec: TableSpec, config: Config) -> WriteResult:
+def merge_table(
+    spark: SparkSession, frame: DataFrame, spec: TableSpec, config: Config, *, delete_missing: bool = False
+) -> WriteResult:
     """Insert new rows and update changed rows of a table, matching on its key.
 
     A row whose key is in the table with the same content (``ingest_ts`` aside) is
@@ -67,6 +70,9 @@ def merge_table(spark: SparkSession, frame: DataFrame, spec: TableSpec, config: 
     frame : DataFrame
         Rows with the spec's columns. Keys must be unique within it; the caller
         quarantines duplicate keys first.
+    delete_missing : bool, default False
+        Also delete the table's rows whose key is not in ``frame``, for tables that a
+        job derives in full from its inputs.
 
     Raises
     ------
@@ -88,28 +94,46 @@ def merge_table(spark: SparkSession, frame: DataFrame, spec: TableSpec, config: 
     key_condition = " AND ".join(f"t.`{key}` <=> s.`{key}`" for key in spec.keys)
     compared = [column for column in spec.columns if column not in spec.keys and column not in _TIMESTAMP_COLUMNS]
     changed = " OR ".join(f"NOT (t.`{column}` <=> s.`{column}`)" for column in compared) or "false"
-    (
+    merge = (
         DeltaTable.forPath(spark, path)
         .alias("t")
         .merge(frame.alias("s"), key_condition)
         .whenMatchedUpdateAll(condition=changed)
         .whenNotMatchedInsertAll()
-        .execute()
     )
+    if delete_missing:
+        merge = merge.whenNotMatchedBySourceDelete()
+    merge.execute()
 
     last = DeltaTable.forPath(spark, path).history(1).select("version", "operation", "operationMetrics").first()
     metrics = last["operationMetrics"] or {}
     inserted = int(metrics.get("numTargetRowsInserted", 0))
     updated = int(metrics.get("numTargetRowsUpdated", 0))
-    result = WriteResult(f"{spec.layer}.{spec.name}", path, int(last["version"]), inserted, updated)
+    deleted = int(metrics.get("numTargetRowsDeleted", 0))
+    result = WriteResult(f"{spec.layer}.{spec.name}", path, int(last["version"]), inserted, updated, deleted)
     logger.info(
-        "Wrote %s: %d inserted, %d updated, version %d (%s)",
+        "Wrote %s: %d inserted, %d updated, %d deleted, version %d (%s)",
         result.table,
         result.inserted,
         result.updated,
+        result.deleted,
         result.version,
         path,
     )
+    return result
+
+
+def overwrite_table(spark: SparkSession, frame: DataFrame, spec: TableSpec, config: Config) -> WriteResult:
+    """Replace a table's whole content, for a rewrite after its settings changed."""
+    path = spec.path(config)
+    frame = frame.select([F.col(field.name).cast(field.dataType) for field in spec.schema.fields])
+    if not table_exists(spark, path):
+        DeltaTable.createIfNotExists(spark).location(path).addColumns(spec.schema).execute()
+    frame.write.format("delta").mode("overwrite").save(path)
+    last = DeltaTable.forPath(spark, path).history(1).select("version", "operationMetrics").first()
+    rows = int((last["operationMetrics"] or {}).get("numOutputRows", 0))
+    result = WriteResult(f"{spec.layer}.{spec.name}", path, int(last["version"]), rows, 0)
+    logger.info("Overwrote %s with %d rows, version %d (%s)", result.table, rows, result.version, path)
     return result
 
 

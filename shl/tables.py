@@ -155,3 +155,111 @@ LABEL_INDEX = TableSpec(
         ("train_count", T.LongType(), False),
     ),
 )
+
+TOKENS = TableSpec(
+    layer="silver",
+    name="tokens",
+    keys=("doc_id",),
+    schema=_schema(
+        ("doc_id", T.StringType(), False),
+        # Flattened (max_chunks, chunk_len) int32 arrays: chunk c is [c * chunk_len, (c + 1) * chunk_len).
+        ("input_ids", T.ArrayType(T.IntegerType(), True), False),
+        ("attention_mask", T.ArrayType(T.IntegerType(), True), False),
+        ("n_chunks", T.IntegerType(), False),
+        # Word pieces of the cleaned text before truncation, and how many were kept.
+        ("n_tokens", T.IntegerType(), False),
+        ("n_tokens_kept", T.IntegerType(), False),
+        ("text_sha256", T.StringType(), False),
+        ("tokenizer_name", T.StringType(), False),
+        # SHA-256 of the tokenizer's vocabulary, so scoring can reject a mismatched model.
+        ("vocab_sha256", T.StringType(), False),
+        ("chunk_len", T.IntegerType(), False),
+        ("max_chunks", T.IntegerType(), False),
+    ),
+)
+
+# Gold tables of the label statistics job. Each is computed from the train split of
+# ``documents`` and rewritten by every run: rows are merged on the key and rows whose
+# key the run no longer produces are deleted.
+
+LABEL_STATS = TableSpec(
+    layer="gold",
+    name="label_stats",
+    keys=("code",),
+    schema=_schema(
+        # The label as in documents.labels, such as "icd10cm:R50.9".
+        ("code", T.StringType(), False),
+        # Train documents with the label; the same value as train_count.
+        ("count", T.LongType(), False),
+        # count / number of train documents.
+        ("prevalence", T.DoubleType(), False),
+        # 1 = most frequent, ties by code ascending.
+        ("rank", T.IntegerType(), False),
+        # Frequency band of the segmentation, 0 = most frequent.
+        ("band", T.IntegerType(), False),
+        ("train_count", T.LongType(), False),
+        ("val_count", T.LongType(), False),
+        ("test_count", T.LongType(), False),
+    ),
+)
+
+COOCCURRENCE = TableSpec(
+    layer="gold",
+    name="cooccurrence",
+    # Only pairs that share at least one train document, with code_a < code_b.
+    keys=("code_a", "code_b"),
+    schema=_schema(
+        ("code_a", T.StringType(), False),
+        ("code_b", T.StringType(), False),
+        ("n_ab", T.LongType(), False),
+        ("n_a", T.LongType(), False),
+        ("n_b", T.LongType(), False),
+        # n_ab / (n_a + n_b - n_ab)
+        ("jaccard", T.DoubleType(), False),
+        # n_ab / n_a and n_ab / n_b
+        ("p_b_given_a", T.DoubleType(), False),
+        ("p_a_given_b", T.DoubleType(), False),
+        # n_ab * N / (n_a * n_b) with N train documents.
+        ("lift", T.DoubleType(), False),
+    ),
+)
+
+SEGMENTS = TableSpec(
+    layer="gold",
+    name="segments",
+    keys=("code",),
+    schema=_schema(
+        ("code", T.StringType(), False),
+        ("count", T.LongType(), False),
+        # The label's own frequency band and colour in its band's conflict graph.
+        ("band", T.IntegerType(), False),
+        ("colour", T.IntegerType(), False),
+        # Segment 0..K-1, numbered by the max count of its labels, descending.
+        ("segment_id", T.IntegerType(), False),
+        # Band and colour of the segment; they differ from the label's own when a
+        # small segment was merged into a neighbouring band.
+        ("segment_band", T.IntegerType(), False),
+        ("segment_colour", T.IntegerType(), False),
+        # Statistics of the whole segment, repeated on each of its labels.
+        ("n_labels", T.IntegerType(), False),
+        ("min_count", T.LongType(), False),
+        ("max_count", T.LongType(), False),
+        ("mean_count", T.DoubleType(), False),
+        # Largest association, under the configured measure, of two labels of the
+        # segment that share a train document; 0 when no two do.
+        ("max_internal_association", T.DoubleType(), False),
+    ),
+)
+
+IMBALANCE = TableSpec(
+    layer="gold",
+    name="imbalance",
+    keys=("metric",),
+    schema=_schema(
+        # n_documents, n_labels, n_label_occurrences, mean_labels_per_document,
+        # imbalance_ratio, gini, top_1pct_share, top_10pct_share, rare_threshold,
+        # n_rare_labels, all over the train split.
+        ("metric", T.StringType(), False),
+        ("value", T.DoubleType(), False),
+    ),
+)

@@ -18,8 +18,11 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
+
+from shl.documents.chunking import chunk_token_ids
 
 logger = logging.getLogger(__name__)
 
@@ -376,21 +379,16 @@ def tokenize_chunks(
     tuple of Tensor
         ``input_ids`` and ``attention_mask``, int64, shape (documents, max_chunks, chunk_len).
     """
-    if chunk_len < 3:
-        raise ValueError(f"invalid chunk_len {chunk_len!r}: expected an integer >= 3")
-    if max_chunks < 1:
-        raise ValueError(f"invalid max_chunks {max_chunks!r}: expected an integer >= 1")
-    piece_len = chunk_len - 2
+    token_ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    chunks = chunk_token_ids(
+        token_ids,
+        chunk_len=chunk_len,
+        max_chunks=max_chunks,
+        cls_id=tokenizer.cls_token_id,
+        sep_id=tokenizer.sep_token_id,
+        pad_id=tokenizer.pad_token_id,
+    )
     shape = (len(texts), max_chunks, chunk_len)
-    input_ids = torch.full(shape, tokenizer.pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros(shape, dtype=torch.long)
-    for row, text in enumerate(texts):
-        token_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        token_ids = token_ids[: piece_len * max_chunks]
-        starts = range(0, len(token_ids), piece_len)
-        pieces = [token_ids[start : start + piece_len] for start in starts]
-        for chunk, piece in enumerate(pieces or [[]]):
-            ids = [tokenizer.cls_token_id, *piece, tokenizer.sep_token_id]
-            input_ids[row, chunk, : len(ids)] = torch.tensor(ids)
-            attention_mask[row, chunk, : len(ids)] = 1
+    input_ids = torch.from_numpy(chunks.input_ids.astype(np.int64)).view(shape)
+    attention_mask = torch.from_numpy(chunks.attention_mask.astype(np.int64)).view(shape)
     return input_ids, attention_mask

@@ -1,0 +1,1 @@
+"""The silver layer: documents with their label sets and splits, and their tokens."""

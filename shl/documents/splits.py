@@ -1,0 +1,100 @@
+"""Train, val and test splits by patient, stratified over labels.
+
+Iterative stratification (Sechidis, Tsoumakas and Vlahavas, "On the stratification of
+multi-label data", ECML PKDD 2011), applied to groups: a patient with several
+admissions is one example whose label set is the union of the admissions' labels, so
+no patient lands in two splits.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+
+def stratified_group_split(
+    group_labels: Mapping[str, Sequence[str]], fractions: Mapping[str, float], *, seed: int
+) -> dict[str, str]:
+    """Assign each group (patient) to a split so that every label is spread as ``fractions``.
+
+    The rarest label is placed first: each of its unplaced groups goes to the split
+    that still lacks the most of that label, ties broken by the split that lacks the
+    most groups, then at random. Groups without labels fill the splits by size.
+
+    Parameters
+    ----------
+    group_labels : mapping of str to sequence of str
+        Labels of each group.
+    fractions : mapping of str to float
+        Target share of each split, such as ``{"train": 0.7, "val": 0.1, "test": 0.2}``.
+        Must be non-negative and sum to 1.
+    seed : int
+        Seed of the tie-breaking; the same inputs and seed give the same splits.
+
+    Returns
+    -------
+    dict
+        Group to split name.
+
+    Raises
+    ------
+    ValueError
+        If the fractions are negative or do not sum to 1.
+    """
+    names = list(fractions)
+    shares = np.array([fractions[name] for name in names], dtype=float)
+    if (shares < 0).any() or not np.isclose(shares.sum(), 1.0):
+        raise ValueError(f"split fractions must be non-negative and sum to 1, found {dict(fractions)}")
+
+    rng = np.random.default_rng(seed)
+    groups = sorted(group_labels)
+    label_groups: dict[str, list[str]] = defaultdict(list)
+    for group in groups:
+        for label in set(group_labels[group]):
+            label_groups[label].append(group)
+
+    wanted_total = shares * len(groups)
+    wanted_label = {label: shares * len(members) for label, members in label_groups.items()}
+    remaining = {label: len(members) for label, members in label_groups.items()}
+    assignment: dict[str, str] = {}
+
+    def place(group: str, choice_scores: np.ndarray) -> None:
+        best = np.flatnonzero(choice_scores == choice_scores.max())
+        if len(best) > 1:
+            totals = wanted_total[best]
+            best = best[totals == totals.max()]
+        split_index = int(best[0] if len(best) == 1 else rng.choice(best))
+        assignment[group] = names[split_index]
+        wanted_total[split_index] -= 1
+        for label in set(group_labels[group]):
+            wanted_label[label][split_index] -= 1
+            remaining[label] -= 1
+            heapq.heappush(queue, (remaining[label], label))
+
+    # A heap of (unplaced groups, label) with stale entries skipped on pop.
+    queue = [(count, label) for label, count in remaining.items()]
+    heapq.heapify(queue)
+    while queue:
+        count, label = heapq.heappop(queue)
+        if count != remaining[label] or count == 0:
+            continue
+        members = [group for group in label_groups[label] if group not in assignment]
+        for index in rng.permutation(len(members)):
+            group = members[index]
+            if group not in assignment:
+                place(group, wanted_label[label].copy())
+
+    unlabelled = [group for group in groups if group not in assignment]
+    for index in rng.permutation(len(unlabelled)):
+        place(unlabelled[index], wanted_total.copy())
+    return assignment
+
+
+def holdout_split(
+    group_labels: Mapping[str, Sequence[str]], holdout_fraction: float, *, seed: int, name: str = "val"
+) -> dict[str, str]:
+    """Split groups into ``train`` and a stratified holdout of ``holdout_fraction``."""
+    return stratified_group_split(group_labels, {"train": 1.0 - holdout_fraction, name: holdout_fraction}, seed=seed)
