@@ -193,14 +193,17 @@ def _assign_splits(spark: SparkSession, documents: DataFrame, config: Config) ->
         result = documents.join(mapping, on="doc_id", how="left")
         return result.withColumn("split", F.coalesce(F.col("split"), F.lit("test")))
 
-    patients = documents.groupBy("subject_id").agg(F.flatten(F.collect_list("all_labels")).alias("labels")).collect()
+    patients = documents.groupBy("subject_id").agg(
+        F.flatten(F.collect_list("all_labels")).alias("labels"), F.count("*").alias("documents")
+    ).collect()
     groups = {row["subject_id"] or "": row["labels"] for row in patients}
+    sizes = {row["subject_id"] or "": int(row["documents"]) for row in patients}
     fractions = {
         "train": 1.0 - settings.val_fraction - settings.test_fraction,
         "val": settings.val_fraction,
         "test": settings.test_fraction,
     }
-    assignment = stratified_group_split(groups, fractions, seed=settings.seed)
+    assignment = stratified_group_split(groups, fractions, seed=settings.seed, group_sizes=sizes)
     mapping = spark.createDataFrame(list(assignment.items()), "subject_id string, split string")
     keyed = documents.withColumn("_subject", F.coalesce(F.col("subject_id"), F.lit("")))
     return keyed.join(mapping.withColumnRenamed("subject_id", "_subject"), on="_subject", how="left").drop("_subject")

@@ -9,30 +9,39 @@ no patient lands in two splits.
 from __future__ import annotations
 
 import heapq
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 
 def stratified_group_split(
-    group_labels: Mapping[str, Sequence[str]], fractions: Mapping[str, float], *, seed: int
+    group_labels: Mapping[str, Sequence[str]],
+    fractions: Mapping[str, float],
+    *,
+    seed: int,
+    group_sizes: Mapping[str, int] | None = None,
 ) -> dict[str, str]:
     """Assign each group (patient) to a split so that every label is spread as ``fractions``.
 
     The rarest label is placed first: each of its unplaced groups goes to the split
     that still lacks the most of that label, ties broken by the split that lacks the
-    most groups, then at random. Groups without labels fill the splits by size.
+    most documents, then at random. Groups without labels fill the splits by size.
+    Deficits are counted in documents: a patient whose three admissions carry a label
+    counts three times for it, so document-level prevalence follows the fractions.
 
     Parameters
     ----------
     group_labels : mapping of str to sequence of str
-        Labels of each group.
+        Labels of each group's documents, one entry per document that carries the
+        label (a label repeated n times is on n of the group's documents).
     fractions : mapping of str to float
         Target share of each split, such as ``{"train": 0.7, "val": 0.1, "test": 0.2}``.
         Must be non-negative and sum to 1.
     seed : int
         Seed of the tie-breaking; the same inputs and seed give the same splits.
+    group_sizes : mapping of str to int, optional
+        Documents per group; default 1 each.
 
     Returns
     -------
@@ -51,13 +60,17 @@ def stratified_group_split(
 
     rng = np.random.default_rng(seed)
     groups = sorted(group_labels)
+    sizes = {group: (group_sizes or {}).get(group, 1) for group in groups}
+    multiplicity = {group: Counter(group_labels[group]) for group in groups}
     label_groups: dict[str, list[str]] = defaultdict(list)
+    label_documents: Counter[str] = Counter()
     for group in groups:
-        for label in set(group_labels[group]):
+        for label, count in multiplicity[group].items():
             label_groups[label].append(group)
+            label_documents[label] += count
 
-    wanted_total = shares * len(groups)
-    wanted_label = {label: shares * len(members) for label, members in label_groups.items()}
+    wanted_total = shares * sum(sizes.values())
+    wanted_label = {label: shares * label_documents[label] for label in label_groups}
     remaining = {label: len(members) for label, members in label_groups.items()}
     assignment: dict[str, str] = {}
 
@@ -68,9 +81,9 @@ def stratified_group_split(
             best = best[totals == totals.max()]
         split_index = int(best[0] if len(best) == 1 else rng.choice(best))
         assignment[group] = names[split_index]
-        wanted_total[split_index] -= 1
-        for label in set(group_labels[group]):
-            wanted_label[label][split_index] -= 1
+        wanted_total[split_index] -= sizes[group]
+        for label, count in multiplicity[group].items():
+            wanted_label[label][split_index] -= count
             remaining[label] -= 1
             heapq.heappush(queue, (remaining[label], label))
 
@@ -97,4 +110,5 @@ def holdout_split(
     group_labels: Mapping[str, Sequence[str]], holdout_fraction: float, *, seed: int, name: str = "val"
 ) -> dict[str, str]:
     """Split groups into ``train`` and a stratified holdout of ``holdout_fraction``."""
-    return stratified_group_split(group_labels, {"train": 1.0 - holdout_fraction, name: holdout_fraction}, seed=seed)
+    fractions = {"train": 1.0 - holdout_fraction, name: holdout_fraction}
+    return stratified_group_split(group_labels, fractions, seed=seed)
