@@ -147,6 +147,56 @@ class NoiseSettings:
 
 
 @dataclass
+class TrainingSettings:
+    """Distributed training of the coding model."""
+
+    # horovod (horovod.spark.run) or torch_distributor (pyspark TorchDistributor with DDP).
+    launcher: str = "horovod"
+    num_proc: int = 2
+    # The run folder: checkpoints, and the final model in <output_dir>/model.
+    output_dir: str = ".lakehouse/models/run"
+    # Petastorm's Parquet cache; a path or a file:// URL.
+    petastorm_cache_dir: str = ".lakehouse/petastorm_cache"
+    loss: str = "shl"
+    head: str = "label_attention"
+    epochs: int = 3
+    batch_size: int = 8
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    dropout: float = 0.1
+    grad_accumulation: int = 1
+    max_grad_norm: float = 1.0
+    # Multiply the learning rate by the number of processes.
+    scale_lr_with_workers: bool = True
+    # Mixed precision is used on CUDA only.
+    mixed_precision: bool = True
+    early_stopping_patience: int = 2
+    # Stop after this many optimiser steps in total; 0 means no limit.
+    max_steps: int = 0
+    seed: int = 17
+    # MLflow tracking URI; empty means a local file store under the lakehouse root.
+    mlflow_tracking_uri: str = ""
+    experiment_name: str = "shl"
+
+
+@dataclass
+class ScoringSettings:
+    """Batch scoring of documents with a trained model."""
+
+    # A model folder written by training, or an MLflow model URI (runs:/..., models:/...).
+    model: str = ".lakehouse/models/run/model"
+    # full scores every document; incremental only those without a prediction for the model version.
+    mode: str = "incremental"
+    top_k: int = 10
+    batch_size: int = 16
+    # Documents longer than this are quarantined instead of scored.
+    max_document_chars: int = 1_000_000
+    # auto uses a GPU when the worker has one, else the CPU.
+    device: str = "auto"
+
+
+@dataclass
 class SampleSettings:
     """Size and randomness of the built-in sample."""
 
@@ -173,6 +223,8 @@ class Config:
     tokenizer: TokenizerSettings = field(default_factory=TokenizerSettings)
     segmentation: SegmentationSettings = field(default_factory=SegmentationSettings)
     noise: NoiseSettings = field(default_factory=NoiseSettings)
+    training: TrainingSettings = field(default_factory=TrainingSettings)
+    scoring: ScoringSettings = field(default_factory=ScoringSettings)
     log_level: str = "INFO"
 
     @property
@@ -359,6 +411,13 @@ def _check_ranges(config: Config, origin: str) -> None:
         "tokenizer.max_chunks": config.tokenizer.max_chunks,
         "segmentation.min_segment_size": config.segmentation.min_segment_size,
         "noise.lsh_num_hash_tables": config.noise.lsh_num_hash_tables,
+        "training.num_proc": config.training.num_proc,
+        "training.epochs": config.training.epochs,
+        "training.batch_size": config.training.batch_size,
+        "training.grad_accumulation": config.training.grad_accumulation,
+        "scoring.top_k": config.scoring.top_k,
+        "scoring.batch_size": config.scoring.batch_size,
+        "scoring.max_document_chars": config.scoring.max_document_chars,
     }
     for key, value in positive_ints.items():
         if value < 1:
@@ -392,6 +451,11 @@ def _check_choices(config: Config, origin: str) -> None:
         "log_level": (config.log_level.upper(), ("DEBUG", "INFO", "WARNING", "ERROR")),
         "segmentation.association_measure": (config.segmentation.association_measure, ASSOCIATION_MEASURES),
         "noise.conflict_policy": (config.noise.conflict_policy, CONFLICT_POLICIES),
+        "training.launcher": (config.training.launcher, ("horovod", "torch_distributor")),
+        "training.head": (config.training.head, ("label_attention", "linear")),
+        "training.loss": (config.training.loss, ("shl", "bce", "focal", "asl", "cb")),
+        "scoring.mode": (config.scoring.mode, ("full", "incremental")),
+        "scoring.device": (config.scoring.device, ("auto", "cpu", "cuda")),
     }
     for key, (value, valid) in choices.items():
         if value not in valid:

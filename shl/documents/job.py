@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from shl import delta, tables
-from shl.config import Config
+from shl.config import Config, TokenizerSettings
 from shl.documents.labels import label_name, select_label_space
 from shl.documents.splits import holdout_split, stratified_group_split
 from shl.documents.text import clean_text
@@ -248,15 +248,14 @@ def _count_documents(documents: DataFrame, report: TokenizeReport) -> None:
         logger.info("%d documents have no label in the label space", report.documents_without_labels)
 
 
-def _write_tokens(spark: SparkSession, config: Config, documents: DataFrame, report: TokenizeReport) -> None:
-    settings = config.tokenizer
-    tokenizer = load_tokenizer(settings.model)
-    vocab = vocabulary_sha256(tokenizer)
+def tokens_frame(documents: DataFrame, settings: TokenizerSettings) -> DataFrame:
+    """Tokenize ``documents`` (doc_id, text, text_sha256) into rows of the tokens table."""
+    vocab = vocabulary_sha256(load_tokenizer(settings.model))
     schema = T.StructType([field for field in tables.TOKENS.schema.fields if field.name in TOKEN_COLUMNS])
     encode = functools.partial(
         tokenize_batches, model=settings.model, chunk_len=settings.chunk_len, max_chunks=settings.max_chunks
     )
-    tokens = (
+    return (
         documents.select("doc_id", "text", "text_sha256")
         .mapInPandas(encode, schema)
         .withColumn("tokenizer_name", F.lit(settings.model))
@@ -264,7 +263,13 @@ def _write_tokens(spark: SparkSession, config: Config, documents: DataFrame, rep
         .withColumn("chunk_len", F.lit(settings.chunk_len))
         .withColumn("max_chunks", F.lit(settings.max_chunks))
         .select(tables.TOKENS.columns)
-    ).persist()
+    )
+
+
+def _write_tokens(spark: SparkSession, config: Config, documents: DataFrame, report: TokenizeReport) -> None:
+    settings = config.tokenizer
+    vocab = vocabulary_sha256(load_tokenizer(settings.model))
+    tokens = tokens_frame(documents, settings).persist()
 
     path = tables.TOKENS.path(config)
     previous = None
