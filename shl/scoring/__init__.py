@@ -1,0 +1,1 @@
+"""Batch scoring of documents with a trained coding model."""
