@@ -185,3 +185,13 @@ def test_split_weighs_patients_by_documents():
             if total >= 300:
                 prevalence = sum(label in doc for doc in in_split) / len(in_split)
                 assert abs(prevalence - total / len(all_docs)) <= 0.05, (name, label)
+
+
+def test_split_keeps_fixed_groups():
+    groups = _random_groups(6, n_groups=600)
+    first = stratified_group_split(dict(list(groups.items())[:400]), FRACTIONS, seed=6)
+    second = stratified_group_split(groups, FRACTIONS, seed=6, fixed=first)
+    assert {group: second[group] for group in first} == first
+    sizes = Counter(second.values())
+    for name, share in FRACTIONS.items():
+        assert abs(sizes[name] / len(groups) - share) < 0.03

@@ -198,15 +198,38 @@ def _assign_splits(spark: SparkSession, documents: DataFrame, config: Config) ->
     ).collect()
     groups = {row["subject_id"] or "": row["labels"] for row in patients}
     sizes = {row["subject_id"] or "": int(row["documents"]) for row in patients}
+    fixed = _previous_patient_splits(spark, config)
     fractions = {
         "train": 1.0 - settings.val_fraction - settings.test_fraction,
         "val": settings.val_fraction,
         "test": settings.test_fraction,
     }
-    assignment = stratified_group_split(groups, fractions, seed=settings.seed, group_sizes=sizes)
+    assignment = stratified_group_split(groups, fractions, seed=settings.seed, group_sizes=sizes, fixed=fixed)
     mapping = spark.createDataFrame(list(assignment.items()), "subject_id string, split string")
     keyed = documents.withColumn("_subject", F.coalesce(F.col("subject_id"), F.lit("")))
     return keyed.join(mapping.withColumnRenamed("subject_id", "_subject"), on="_subject", how="left").drop("_subject")
+
+
+def _previous_patient_splits(spark: SparkSession, config: Config) -> dict[str, str]:
+    """Patients' splits from the existing documents table, so a re-run keeps them.
+
+    New admissions of a known patient join that patient's split; only new patients
+    are placed, which keeps a trained model's test split unseen after new data arrives.
+    """
+    path = tables.DOCUMENTS.path(config)
+    if not delta.table_exists(spark, path):
+        return {}
+    rows = (
+        spark.read.format("delta").load(path)
+        .filter(F.col("source") == config.source_name)
+        .select(F.coalesce(F.col("subject_id"), F.lit("")).alias("subject_id"), "split")
+        .distinct()
+        .collect()
+    )
+    fixed = {row["subject_id"]: row["split"] for row in rows}
+    if fixed:
+        logger.info("Keeping the splits of %d patients from the existing documents table", len(fixed))
+    return fixed
 
 
 def _train_label_counts(documents: DataFrame) -> dict[str, int]:

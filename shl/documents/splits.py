@@ -21,6 +21,7 @@ def stratified_group_split(
     *,
     seed: int,
     group_sizes: Mapping[str, int] | None = None,
+    fixed: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """Assign each group (patient) to a split so that every label is spread as ``fractions``.
 
@@ -42,6 +43,9 @@ def stratified_group_split(
         Seed of the tie-breaking; the same inputs and seed give the same splits.
     group_sizes : mapping of str to int, optional
         Documents per group; default 1 each.
+    fixed : mapping of str to str, optional
+        Groups whose split is already decided (from an earlier run). They keep it and
+        count towards the fractions, so only new groups are placed.
 
     Returns
     -------
@@ -86,6 +90,11 @@ def stratified_group_split(
             wanted_label[label][split_index] -= count
             remaining[label] -= 1
             heapq.heappush(queue, (remaining[label], label))
+
+    queue: list[tuple[int, str]] = []
+    for group, split in sorted((fixed or {}).items()):
+        if group in multiplicity and split in names:
+            place(group, (np.array(names) == split).astype(float))
 
     # A heap of (unplaced groups, label) with stale entries skipped on pop.
     queue = [(count, label) for label, count in remaining.items()]
