@@ -80,7 +80,7 @@ def test_split_sizes_follow_fractions(seed):
 def test_split_keeps_label_prevalence(seed):
     # Tolerance: every label on at least 100 groups keeps its prevalence in each split
     # within 0.05 (absolute) of its prevalence over all groups. Label counts per split
-    # follow the fractions closely; the slack is for split sizes, which drift by a few
+    # follow the fractions closely. The slack is for split sizes, which drift by a few
     # percent when one label is on more than half of the groups, as here.
     groups = _random_groups(seed)
     assignment = stratified_group_split(groups, FRACTIONS, seed=seed)

@@ -76,8 +76,8 @@ def test_no_patient_in_two_splits(silver):
 def test_label_prevalence_per_split(silver):
     # Tolerance: labels on at least 60 of the 400 documents keep their prevalence in
     # train within 0.08 and in val and test within 0.2 of the whole. Val has about 16
-    # patients and 40 documents, so one patient moves a prevalence by several points;
-    # the pure split tests check tighter bounds on larger inputs.
+    # patients and 40 documents, so one patient moves a prevalence by several points.
+    # The pure split tests check tighter bounds on larger inputs.
     _, _, _, _, tables, _ = silver
     rows = tables["documents"].select("split", "labels").collect()
     total = len(rows)

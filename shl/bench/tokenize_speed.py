@@ -2,7 +2,7 @@
 
 Both sides encode the same documents of a built-in sample with the same tokenizer and
 chunk settings and produce the same arrays. The Spark side runs ``tokens_frame`` (an
-iterator pandas UDF) and writes the Delta table; the plain side runs the tokenizer's
+iterator pandas UDF) and writes the Delta table. The plain side runs the tokenizer's
 batch encoding and the same chunking in this one process, batch by batch. The Spark
 session start, the sample and the documents table are set up before the clocks run.
 

@@ -123,7 +123,7 @@ def _clean_text_udf(texts: pd.Series) -> pd.Series:
 
 
 def _merge_notes(notes: DataFrame) -> DataFrame:
-    """One row per admission: its notes in chart-time order, cleaned and joined."""
+    """Merge each admission's notes in chart-time order into one cleaned text."""
     ordered = notes.withColumn("_part", F.struct(F.col("charttime"), F.col("note_id"), F.col("text")))
     merged = notes.select("source", "hadm_id").distinct().join(
         ordered.groupBy("hadm_id").agg(
@@ -164,7 +164,7 @@ def _quarantine_empty(spark: SparkSession, config: Config, empty: DataFrame, sou
 
 
 def _label_sets(codes: DataFrame, config: Config) -> DataFrame:
-    """Each admission's labels in the configured code systems, before the count rules."""
+    """Collect each admission's labels in the configured code systems, before the count rules."""
     to_label = F.udf(functools.partial(_label_or_none, rollup=config.labels.rollup), T.StringType())
     selected = codes.filter(F.col("code_system").isin(config.labels.code_systems))
     return selected.groupBy("hadm_id").agg(
@@ -179,8 +179,8 @@ def _label_or_none(code_system: str, code: str, *, rollup: bool) -> str:
 def _assign_splits(spark: SparkSession, documents: DataFrame, config: Config) -> DataFrame:
     """Add ``split``: the source's own split where it has one, else by patient.
 
-    NOTE: the patients' label sets are collected to the driver for the stratification;
-    that is one row per patient, fine for MIMIC-sized archives but not unbounded.
+    NOTE: the patients' label sets are collected to the driver for the stratification.
+    That is one row per patient: fine for MIMIC-sized archives, but not unbounded.
     """
     settings = config.split
     shipped = documents.filter(F.col("source_split").isNotNull()).limit(1).count() > 0
@@ -211,10 +211,10 @@ def _assign_splits(spark: SparkSession, documents: DataFrame, config: Config) ->
 
 
 def _previous_patient_splits(spark: SparkSession, config: Config) -> dict[str, str]:
-    """Patients' splits from the existing documents table, so a re-run keeps them.
+    """Read the patients' splits from the existing documents table, so a re-run keeps them.
 
-    New admissions of a known patient join that patient's split; only new patients
-    are placed, which keeps a trained model's test split unseen after new data arrives.
+    New admissions of a known patient join that patient's split, and only new patients
+    are placed. A trained model's test patients therefore stay unseen in training.
     """
     path = tables.DOCUMENTS.path(config)
     if not delta.table_exists(spark, path):

@@ -1,8 +1,8 @@
 """The scoring job: documents to the gold ``predictions`` table.
 
-``full`` scores every document; ``incremental`` scores only the documents with no
-prediction for the current model version, which is what a nightly job runs after
-ingesting and tokenizing the day's notes. Predictions are written with MERGE on
+``full`` scores every document. ``incremental`` scores only the documents with no
+prediction for the current model version: a nightly job runs it after ingesting and
+tokenizing the day's notes. Predictions are written with MERGE on
 (doc_id, model_version), so a re-run never duplicates a document.
 """
 

@@ -40,9 +40,9 @@ def model_version(folder: str) -> str:
 def label_thresholds(thresholds: Mapping[str, Any], segments: Sequence[int]) -> np.ndarray:
     """Return the decision threshold of each label, in logit order.
 
-    ``thresholds`` holds ``"global"`` (default 0.5) and optionally ``"per_segment"``,
-    a mapping of segment id (as a string or int) to threshold; a label takes its
-    segment's threshold when there is one and the global threshold otherwise.
+    ``thresholds`` contains ``"global"`` (default 0.5) and optionally ``"per_segment"``,
+    a mapping of segment id (as a string or int) to threshold. A label takes its
+    segment's threshold when there is one, and the global threshold otherwise.
     """
     global_threshold = float(thresholds.get("global", DEFAULT_THRESHOLD))
     per_segment = {int(key): float(value) for key, value in (thresholds.get("per_segment") or {}).items()}

@@ -23,7 +23,7 @@ _MLFLOW_PREFIXES = ("runs:/", "models:/", "mlflow-artifacts:/")
 
 @dataclass
 class LoadedModel:
-    """A model ready to score, with what its folder says about labels and tokens."""
+    """A model ready to score, with its labels, thresholds and chunk settings."""
 
     model: object
     tokenizer: object
