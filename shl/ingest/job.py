@@ -20,6 +20,7 @@ from shl import delta, tables
 from shl.config import Config
 from shl.icd_dictionary import dictionary_source, load_titles
 from shl.ingest import codiesp, mimic3, mimic4
+from shl.ingest.files import check_csv_inputs
 from shl.ingest.staging import (
     CODE_COLUMNS,
     DESCRIPTION_COLUMNS,
@@ -100,7 +101,7 @@ def run_ingest(config: Config, spark: SparkSession | None = None) -> IngestRepor
     if config.source.format == "codiesp":
         codiesp.check_inputs(root, config.ingest.codiesp_splits)
     else:
-        _reader(config).check_inputs(root)
+        check_csv_inputs(_reader(config), root)
 
     notes = _stage_notes(spark, config, source)
     codes = _stage_codes(spark, config, source)

@@ -13,7 +13,7 @@ import pandas as pd
 
 from shl.ingest import rules
 from shl.ingest.files import find_table_file
-from shl.ingest.records import CsvLayout, iter_batches, iter_csv_records, read_header
+from shl.ingest.records import CsvLayout, iter_batches, iter_csv_records
 from shl.ingest.staging import CODE_COLUMNS, DESCRIPTION_COLUMNS, NOTE_COLUMNS
 
 LAYOUT_NAME = "MIMIC-IV"
@@ -37,22 +37,6 @@ DICTIONARY_LAYOUTS = {"diagnosis": D_DIAGNOSES, "procedure": D_PROCEDURES}
 # Relative path without extension of each code and dictionary file, by kind.
 _CODE_FILES = {"diagnosis": "hosp/diagnoses_icd", "procedure": "hosp/procedures_icd"}
 _DICTIONARY_FILES = {"diagnosis": "hosp/d_icd_diagnoses", "procedure": "hosp/d_icd_procedures"}
-
-
-def check_inputs(root: str) -> None:
-    """Check on the driver that every input file exists and has its columns.
-
-    Raises
-    ------
-    MissingInputError, MissingColumnError
-        Naming the file, the missing columns and the layout.
-    """
-    for path in note_files(root):
-        read_header(path, NOTE_LAYOUT)
-    for path, kind in code_files(root):
-        read_header(path, CODE_LAYOUTS[kind])
-    for path, kind in dictionary_files(root):
-        read_header(path, DICTIONARY_LAYOUTS[kind])
 
 
 def note_files(root: str) -> list[str]:
