@@ -30,6 +30,7 @@ STAGES = {
     "tokenize": ("build the silver documents, label_index and tokens tables", "shl.documents.job:run_tokenize"),
     "label-stats": ("compute label statistics, co-occurrence and segments from the train split", "shl.labels.job:run_label_stats"),
     "score": ("score documents with a trained model into the gold predictions table", "shl.scoring.job:run_score"),
+    "dedup-noise": ("find near-duplicate documents and noisy labels with sentence embeddings", "shl.noise.job:run_dedup_noise"),
     "train": ("train the coding model with the configured launcher", "shl.training.job:run_train"),
     "run": ("run the pipeline stages in order", ""),
 }

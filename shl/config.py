@@ -136,6 +136,8 @@ class NoiseSettings:
     duplicate_threshold: float = 0.95
     lsh_bucket_length: float = 0.4
     lsh_num_hash_tables: int = 8
+    # Hash tables per band of the banded LSH join; 1 runs Spark's approxSimilarityJoin.
+    lsh_band_width: int = 1
     # Clusters whose members' label sets have a Jaccard index below this are label noise.
     min_label_agreement: float = 0.5
     # (document, code) pairs with a robust z-score below this are flagged as noisy.
@@ -432,6 +434,7 @@ def _check_ranges(config: Config, origin: str) -> None:
         "tokenizer.max_chunks": config.tokenizer.max_chunks,
         "segmentation.min_segment_size": config.segmentation.min_segment_size,
         "noise.lsh_num_hash_tables": config.noise.lsh_num_hash_tables,
+        "noise.lsh_band_width": config.noise.lsh_band_width,
         "training.num_proc": config.training.num_proc,
         "training.epochs": config.training.epochs,
         "training.batch_size": config.training.batch_size,

@@ -289,7 +289,7 @@ CODE_EMBEDDINGS = TableSpec(
     name="code_embeddings",
     keys=("label",),
     schema=_schema(
-        # "<code_system>:<code>", as in documents.labels; only labels that have a title.
+        # "<code_system>:<code>", as in documents.labels. Only labels that have a title.
         ("label", T.StringType(), False),
         ("title", T.StringType(), False),
         ("model", T.StringType(), False),
@@ -302,8 +302,8 @@ DUPLICATE_PAIRS = TableSpec(
     name="duplicate_pairs",
     keys=("doc_id_a", "doc_id_b"),
     schema=_schema(
-        # doc_id_a < doc_id_b; every pair with cosine at least noise.duplicate_threshold
-        # that the LSH join found.
+        # doc_id_a < doc_id_b. Every pair that the LSH join found whose cosine, after the
+        # corpus mean vector is removed, is at least noise.duplicate_threshold.
         ("doc_id_a", T.StringType(), False),
         ("doc_id_b", T.StringType(), False),
         ("cosine", T.DoubleType(), False),
@@ -345,7 +345,7 @@ LABEL_NOISE = TableSpec(
         ("doc_id", T.StringType(), False),
         ("label", T.StringType(), False),
         ("split", T.StringType(), False),
-        # Highest cosine of the code title's vector to a chunk of the document; null
+        # Highest cosine of the code title's vector to a chunk of the document, or null
         # when the code has no title in code_descriptions.
         ("similarity", T.DoubleType(), True),
         # Train documents with this label and a similarity: the reference of the z-score.
@@ -353,8 +353,8 @@ LABEL_NOISE = TableSpec(
         ("reference_median", T.DoubleType(), True),
         # Median absolute deviation from the median, not scaled.
         ("reference_mad", T.DoubleType(), True),
-        # (similarity - median) / (1.4826 * MAD); 0 when the reference has fewer than
-        # 5 documents or a MAD of 0; null when similarity is null.
+        # (similarity - median) / (1.4826 * MAD). It is 0 when the reference has fewer
+        # than 5 documents or a MAD of 0, and null when similarity is null.
         ("z_score", T.DoubleType(), True),
         # z_score below noise.noise_z_threshold.
         ("noisy", T.BooleanType(), False),
