@@ -1,6 +1,6 @@
 """Run configuration: typed settings loaded from YAML, validated on load.
 
-A configuration file contains any subset of the sections below; keys it leaves out take
+A configuration file contains any subset of the sections below. Keys it leaves out take
 the defaults of the dataclasses, which ``conf/local.yaml`` spells out in full.
 ``key=value`` overrides from the command line use dotted keys (``spark.master=local[4]``)
 and YAML syntax for the value (``ingest.codiesp_splits=[train]``).
@@ -83,7 +83,7 @@ class IngestSettings:
 
 @dataclass
 class LabelSpaceSettings:
-    """Which codes become labels of the coding model."""
+    """Label space: the codes that become labels of the coding model."""
 
     code_systems: list[str] = field(default_factory=lambda: ["icd9cm", "icd9pcs", "icd10cm", "icd10pcs"])
     # Codes seen fewer times than this in the train split are left out.
@@ -96,7 +96,7 @@ class LabelSpaceSettings:
 
 @dataclass
 class SplitSettings:
-    """How documents are split into train, val and test."""
+    """Split settings: the shares of train, val and test and the seed."""
 
     # Shares of patients for val and test where the source has no split of its own.
     val_fraction: float = 0.1
@@ -446,11 +446,14 @@ def _check_ranges(config: Config, origin: str) -> None:
         "scoring.batch_size": config.scoring.batch_size,
         "scoring.max_document_chars": config.scoring.max_document_chars,
     }
+
     for key, value in positive_ints.items():
         if value < 1:
             _fail(origin, key, value, "at least 1")
+
     if config.labels.top_k < 0:
         _fail(origin, "labels.top_k", config.labels.top_k, "0 (all codes) or more")
+
     shares = {
         "sample.duplicate_rate": config.sample.duplicate_rate,
         "sample.noise_rate": config.sample.noise_rate,
@@ -461,13 +464,17 @@ def _check_ranges(config: Config, origin: str) -> None:
         "noise.min_label_agreement": config.noise.min_label_agreement,
         "noise.noisy_label_weight": config.noise.noisy_label_weight,
     }
+
     for key, value in shares.items():
         if not 0.0 <= value <= 1.0:
             _fail(origin, key, value, "between 0 and 1")
+
     if config.split.val_fraction + config.split.test_fraction >= 1.0:
         _fail(origin, "split.test_fraction", config.split.test_fraction, "less than 1 - split.val_fraction")
+
     if config.segmentation.band_ratio <= 1.0:
         _fail(origin, "segmentation.band_ratio", config.segmentation.band_ratio, "greater than 1")
+
     if config.noise.lsh_bucket_length <= 0.0:
         _fail(origin, "noise.lsh_bucket_length", config.noise.lsh_bucket_length, "greater than 0")
     training_non_negative = {

@@ -5,8 +5,8 @@ The script writes synthetic silver tables (``shl.training.synthetic``) into a wo
 folder. It then runs the training job twice with the Horovod launcher on the local
 Spark session, with ``num_proc=1`` and with ``num_proc=2``, each for a fixed number of
 optimiser steps. Samples per second is what the processes report for their training
-batches (forward, backward, gradient exchange and optimiser step, with the loader
-running alongside); model loading, validation and checkpoints are not in it. The
+batches: forward, backward, gradient exchange and optimiser step, with the loader
+running alongside. Model loading, validation and checkpoints are not in it. The
 loader is then timed alone: one process reads batches from the same train converter
 without a model.
 

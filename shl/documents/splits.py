@@ -73,21 +73,21 @@ def stratified_group_split(
             label_groups[label].append(group)
             label_documents[label] += count
 
-    wanted_total = shares * sum(sizes.values())
-    wanted_label = {label: shares * label_documents[label] for label in label_groups}
+    size_deficit = shares * sum(sizes.values())
+    label_deficit = {label: shares * label_documents[label] for label in label_groups}
     remaining = {label: len(members) for label, members in label_groups.items()}
     assignment: dict[str, str] = {}
 
     def place(group: str, choice_scores: np.ndarray) -> None:
         best = np.flatnonzero(choice_scores == choice_scores.max())
         if len(best) > 1:
-            totals = wanted_total[best]
+            totals = size_deficit[best]
             best = best[totals == totals.max()]
         split_index = int(best[0] if len(best) == 1 else rng.choice(best))
         assignment[group] = names[split_index]
-        wanted_total[split_index] -= sizes[group]
+        size_deficit[split_index] -= sizes[group]
         for label, count in multiplicity[group].items():
-            wanted_label[label][split_index] -= count
+            label_deficit[label][split_index] -= count
             remaining[label] -= 1
             heapq.heappush(queue, (remaining[label], label))
 
@@ -107,11 +107,11 @@ def stratified_group_split(
         for index in rng.permutation(len(members)):
             group = members[index]
             if group not in assignment:
-                place(group, wanted_label[label].copy())
+                place(group, label_deficit[label].copy())
 
     unlabelled = [group for group in groups if group not in assignment]
     for index in rng.permutation(len(unlabelled)):
-        place(unlabelled[index], wanted_total.copy())
+        place(unlabelled[index], size_deficit.copy())
     return assignment
 
 

@@ -11,10 +11,10 @@ default of 128 tokens is the sequence length that all-MiniLM-L6-v2 was fine-tune
 Every chunk vector is L2-normalised. A document's vector is the mean of its chunk
 vectors weighted by their token counts, L2-normalised again, so the cosine of two
 documents is the dot product of their vectors. Weighting by tokens keeps a short last
-chunk from moving the document vector as much as a full one: on the built-in sample, a
+chunk from moving the document vector as much as a full one. On the built-in sample, a
 near-duplicate whose only edit was one sentence appended to a 6-token last chunk had a
-cosine of 0.924 to its source with the unweighted mean, and 0.989 with the weighted one
-(docs/BENCHMARKS.md, "Near-duplicates and label noise").
+cosine of 0.924 to its source with the unweighted mean. With the weighted mean it had
+0.989 (docs/BENCHMARKS.md, "Near-duplicates and label noise").
 """
 
 from __future__ import annotations
