@@ -1,0 +1,1 @@
+"""Evaluation of scored documents: metrics overall, per segment and per frequency band."""
