@@ -11,37 +11,37 @@ The same entry point serves the thin ``jobs/<stage>.py`` scripts that
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 import time
 
-from shl.config import Config, ConfigError, load_config
+from shl.config import PIPELINE_STAGES, Config, ConfigError, load_config
 from shl.ingest.records import MissingColumnError, MissingInputError
 from shl.scoring.errors import VocabularyMismatchError
 
 logger = logging.getLogger("shl")
 
-# Stage name: (help text, "module:function"). Each function takes (config, spark=None),
-# runs the stage and returns its report. "run" runs PIPELINE in order.
+# Stage name: help text. The functions are in shl.pipeline.STAGE_FUNCTIONS; "run" runs
+# every pipeline stage in order.
 STAGES = {
-    "sample": ("write the built-in sample (MIMIC-IV layout) to source.path", "shl.ingest.sample_source:run_sample"),
-    "ingest": ("read the configured source into the bronze Delta tables", "shl.ingest.job:run_ingest"),
-    "tokenize": ("build the silver documents, label_index and tokens tables", "shl.documents.job:run_tokenize"),
-    "label-stats": ("compute label statistics, co-occurrence and segments from the train split", "shl.labels.job:run_label_stats"),
-    "score": ("score documents with a trained model into the gold predictions table", "shl.scoring.job:run_score"),
-    "dedup-noise": ("find near-duplicate documents and noisy labels with sentence embeddings", "shl.noise.job:run_dedup_noise"),
-    "train": ("train the coding model with the configured launcher", "shl.training.job:run_train"),
-    "run": ("run the pipeline stages in order", ""),
+    "sample": "write the built-in sample (MIMIC-IV layout) to source.path",
+    "ingest": "read the configured source into the bronze Delta tables",
+    "tokenize": "build the silver documents, label_index and tokens tables",
+    "label-stats": "compute label statistics, co-occurrence and segments from the train split",
+    "dedup-noise": "find near-duplicate documents and noisy labels with sentence embeddings",
+    "train": "train the coding model with the configured launcher",
+    "score": "score documents with a trained model into the gold predictions table",
+    "evaluate": "compute metrics of the scored split into the gold evaluation table",
+    "report": "write the HTML report of the evaluated model",
+    "run": f"run the pipeline: {', '.join(PIPELINE_STAGES)} (leave stages out with pipeline.skip=[...])",
 }
-PIPELINE = ("ingest", "tokenize")
 # Errors caused by input or configuration: reported in one line, without a traceback.
-_USER_ERRORS = (ConfigError, MissingInputError, MissingColumnError, VocabularyMismatchError)
+_USER_ERRORS = (ConfigError, MissingInputError, MissingColumnError, VocabularyMismatchError, FileNotFoundError)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shl", description="Medical coding with the Segmented Harmonic Loss on Spark")
-    stage_help = "; ".join(f"{name}: {text}" for name, (text, _) in STAGES.items())
+    stage_help = "; ".join(f"{name}: {text}" for name, text in STAGES.items())
     parser.add_argument("stage", choices=list(STAGES), help=stage_help)
     parser.add_argument("--config", "-c", help="YAML configuration file (default: the values of conf/local.yaml)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="settings that replace the file's, e.g. spark.master=local[4]")
@@ -66,10 +66,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_stage(stage: str, config: Config) -> None:
-    for name in PIPELINE if stage == "run" else (stage,):
-        module_name, function_name = STAGES[name][1].split(":")
-        run = getattr(importlib.import_module(module_name), function_name)
-        run(config)
+    from shl.pipeline import run_pipeline, run_stage
+
+    if stage == "run":
+        report = run_pipeline(config)
+        if report.report_path:
+            print(f"Report: {report.report_path}", flush=True)
+        return
+    result = run_stage(stage, config)
+    if stage == "report":
+        print(f"Report: {result.path}", flush=True)
 
 
 if __name__ == "__main__":

@@ -220,6 +220,32 @@ class ScoringSettings:
 
 
 @dataclass
+class EvaluationSettings:
+    """Evaluation of a scored split and the run report."""
+
+    # The split of silver documents to evaluate: test, val or train.
+    split: str = "test"
+    # The k of each precision at k.
+    k_values: list[int] = field(default_factory=lambda: [1, 5, 10])
+    # Folder of the HTML reports; empty means <lakehouse.root>/gold/reports. It is
+    # written with file APIs, so on Databricks give a /dbfs/... or /Volumes/... path.
+    report_dir: str = ""
+    # Most frequent labels shown in the co-occurrence plot of the report.
+    cooccurrence_top_labels: int = 30
+
+
+PIPELINE_STAGES = ("ingest", "tokenize", "label-stats", "dedup-noise", "train", "score", "evaluate", "report")
+
+
+@dataclass
+class PipelineSettings:
+    """Stages of the ``run`` command."""
+
+    # Stages to leave out; each later stage reads the tables an earlier run left.
+    skip: list[str] = field(default_factory=list)
+
+
+@dataclass
 class SampleSettings:
     """Size and randomness of the built-in sample."""
 
@@ -248,6 +274,8 @@ class Config:
     noise: NoiseSettings = field(default_factory=NoiseSettings)
     training: TrainingSettings = field(default_factory=TrainingSettings)
     scoring: ScoringSettings = field(default_factory=ScoringSettings)
+    evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
+    pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     log_level: str = "INFO"
 
     @property
@@ -445,11 +473,15 @@ def _check_ranges(config: Config, origin: str) -> None:
         "scoring.top_k": config.scoring.top_k,
         "scoring.batch_size": config.scoring.batch_size,
         "scoring.max_document_chars": config.scoring.max_document_chars,
+        "evaluation.cooccurrence_top_labels": config.evaluation.cooccurrence_top_labels,
     }
 
     for key, value in positive_ints.items():
         if value < 1:
             _fail(origin, key, value, "at least 1")
+    for k in config.evaluation.k_values:
+        if k < 1:
+            _fail(origin, "evaluation.k_values", k, "a list of integers of at least 1")
 
     if config.labels.top_k < 0:
         _fail(origin, "labels.top_k", config.labels.top_k, "0 (all codes) or more")
@@ -507,6 +539,7 @@ def _check_choices(config: Config, origin: str) -> None:
         "training.loss": (config.training.loss, ("shl", "bce", "focal", "asl", "cb")),
         "scoring.mode": (config.scoring.mode, ("full", "incremental")),
         "scoring.device": (config.scoring.device, ("auto", "cpu", "cuda")),
+        "evaluation.split": (config.evaluation.split, ("train", "val", "test")),
     }
     for key, (value, valid) in choices.items():
         if value not in valid:
@@ -514,6 +547,9 @@ def _check_choices(config: Config, origin: str) -> None:
     for system in config.labels.code_systems:
         if system not in CODE_SYSTEMS:
             _fail(origin, "labels.code_systems", system, f"a list of {', '.join(CODE_SYSTEMS)}")
+    for stage in config.pipeline.skip:
+        if stage not in PIPELINE_STAGES:
+            _fail(origin, "pipeline.skip", stage, f"a list of {', '.join(PIPELINE_STAGES)}")
     for split in config.ingest.codiesp_splits:
         if split not in ("train", "dev", "test"):
             _fail(origin, "ingest.codiesp_splits", split, "a list of train, dev, test")

@@ -15,7 +15,7 @@ from shl.tables import TableSpec
 logger = logging.getLogger(__name__)
 
 # Columns that record when a row was written; a change in them alone is not a change.
-_TIMESTAMP_COLUMNS = ("ingest_ts",)
+_TIMESTAMP_COLUMNS = ("ingest_ts", "evaluated_ts")
 
 
 @dataclass

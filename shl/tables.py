@@ -407,3 +407,24 @@ PREDICTIONS = TableSpec(
         ("scored_ts", T.TimestampType(), False),
     ),
 )
+
+EVALUATION = TableSpec(
+    layer="gold",
+    name="evaluation",
+    keys=("model_version", "split", "scope", "group_id", "metric"),
+    schema=_schema(
+        ("model_version", T.StringType(), False),
+        # The split of silver documents evaluated: train, val or test.
+        ("split", T.StringType(), False),
+        # overall, segment or band; group_id is the segment or band (-1 for overall).
+        ("scope", T.StringType(), False),
+        ("group_id", T.IntegerType(), False),
+        # micro_f1, macro_auc, precision_at_5, codiesp_map, documents, ...
+        ("metric", T.StringType(), False),
+        ("value", T.DoubleType(), True),
+        # The training loss of the model, from its folder ("" when not recorded).
+        ("loss", T.StringType(), False),
+        ("model_path", T.StringType(), False),
+        ("evaluated_ts", T.TimestampType(), False),
+    ),
+)

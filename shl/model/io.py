@@ -115,6 +115,7 @@ def save_model(
     segments: list[int],
     thresholds: dict[str, Any],
     tokenizer=None,
+    training: dict[str, Any] | None = None,
 ) -> None:
     """Write the model, its metadata and its tokenizer files to ``folder``.
 
@@ -132,6 +133,9 @@ def save_model(
         JSON-serialisable decision thresholds.
     tokenizer : transformers tokenizer, optional
         Tokenizer to save. Default: loaded from ``model.tokenizer_source``.
+    training : dict, optional
+        JSON-serialisable facts about how the model was trained (loss, options, seed),
+        stored for evaluation reports; see :func:`read_saved_config`.
 
     Raises
     ------
@@ -148,6 +152,7 @@ def save_model(
         "label_index": label_index,
         "segments": segments,
         "thresholds": thresholds,
+        "training": training or {},
     }
     try:
         json.dumps(payload)
@@ -173,6 +178,31 @@ def save_model(
         model.config.head,
         folder,
     )
+
+
+def read_saved_config(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """Return the ``config.json`` of a saved model without loading its weights.
+
+    The mapping has ``label_index``, ``segments``, ``thresholds``, ``model`` and
+    ``training`` (empty for models saved without it).
+
+    Raises
+    ------
+    FileNotFoundError
+        If the folder has no ``config.json``.
+    ValueError
+        If the file is not valid JSON.
+    """
+    path = os.path.join(os.fspath(folder), CONFIG_FILE)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"missing {CONFIG_FILE} in model folder {os.fspath(folder)}; train a model there first")
+    with open(path, encoding="utf-8") as handle:
+        try:
+            payload = json.load(handle)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"invalid JSON in {path}: {error}") from error
+    payload.setdefault("training", {})
+    return payload
 
 
 def load_model(

@@ -309,7 +309,13 @@ class _Trainer:
         if score > state.best_metric:
             state.best_metric, state.best_epoch = score, state.epochs_completed
             state.epochs_without_improvement = 0
-            save_model(self.model, os.path.join(plan.output_dir, MODEL_FOLDER), plan.labels, plan.segments, thresholds)
+            save_model(
+                self.model, os.path.join(plan.output_dir, MODEL_FOLDER), plan.labels, plan.segments, thresholds,
+                training={
+                    "loss": plan.loss, "loss_options": plan.loss_options, "seed": plan.seed,
+                    "epoch": state.epochs_completed, SELECTION_METRIC: score,
+                },
+            )
         else:
             state.epochs_without_improvement += 1
         if plan.early_stopping_patience and state.epochs_without_improvement >= plan.early_stopping_patience:
