@@ -6,10 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
-
-from shl.model.coding_model import CodingModelConfig, build_coding_model
-from shl.model.io import save_model
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 CELL_SEPARATOR = "# COMMAND ----------"
@@ -62,7 +58,15 @@ def lakehouse(tmp_path_factory):
             "labels.min_train_count=3",
             "tokenizer.chunk_len=32",
             "tokenizer.max_chunks=2",
-            f"scoring.model={root / 'model'}",
+            "segmentation.min_segment_size=2",
+            "training.epochs=1",
+            "training.batch_size=4",
+            "training.reader_workers=1",
+            "training.log_every_steps=100",
+            f"training.output_dir={root / 'run'}",
+            f"training.petastorm_cache_dir={root / 'petastorm'}",
+            f"scoring.model={root / 'run' / 'model'}",
+            "scoring.mode=full",
         ]
     )
     return root, {"config": "", "overrides": overrides}
@@ -70,7 +74,10 @@ def lakehouse(tmp_path_factory):
 
 def test_every_notebook_is_source_format():
     names = sorted(path.name for path in NOTEBOOKS.glob("*.py"))
-    assert "01_ingest.py" in names
+    assert names == [
+        "00_overview.py", "01_ingest.py", "02_tokenize.py", "03_label_stats.py", "04_dedup_noise.py",
+        "05_train.py", "06_score.py", "07_evaluate.py", "08_report.py",
+    ]
     for path in NOTEBOOKS.glob("*.py"):
         text = path.read_text(encoding="utf-8")
         assert text.startswith("# Databricks notebook source\n"), path.name
@@ -91,15 +98,61 @@ def test_tokenize_notebook(spark, lakehouse):
     assert namespace["report"].labels > 0
 
 
+def test_label_stats_notebook(spark, lakehouse):
+    root, widgets = lakehouse
+    namespace = run_notebook("03_label_stats", spark, widgets)
+    report = namespace["report"]
+    assert report.n_labels > 0 and len(report.segments) > 0
+    assert (root / "lakehouse" / "gold" / "reports" / "long_tail.png").is_file()
+
+
+def test_dedup_noise_notebook(spark, lakehouse):
+    root, widgets = lakehouse
+    namespace = run_notebook("04_dedup_noise", spark, widgets)
+    assert spark.read.format("delta").load(f"{root}/lakehouse/gold/embeddings").count() == 120
+    assert spark.read.format("delta").load(f"{root}/lakehouse/gold/training_view").count() > 0
+    assert namespace["report"].documents == 120
+
+
+def test_train_notebook(spark, lakehouse):
+    root, widgets = lakehouse
+    namespace = run_notebook("05_train", spark, widgets)
+    report = namespace["report"]
+    assert report.complete and report.epochs_completed == 1 and report.num_proc == 2
+    assert (root / "run" / "model" / "config.json").is_file()
+
+
 def test_score_notebook(spark, lakehouse):
     root, widgets = lakehouse
-    labels = [
-        row["label"]
-        for row in spark.read.format("delta").load(f"{root}/lakehouse/silver/label_index").orderBy("column").collect()
-    ]
-    torch.manual_seed(0)
-    model = build_coding_model(CodingModelConfig(num_labels=len(labels), head="linear", chunk_len=32, max_chunks=2))
-    save_model(model, root / "model", labels, [0] * len(labels), {"global": 0.5})
     namespace = run_notebook("06_score", spark, widgets)
     assert namespace["report"].scored == 120
     assert spark.read.format("delta").load(f"{root}/lakehouse/gold/predictions").count() == 120
+
+
+def test_evaluate_notebook(spark, lakehouse):
+    root, widgets = lakehouse
+    namespace = run_notebook("07_evaluate", spark, widgets)
+    report = namespace["report"]
+    test_documents = spark.read.format("delta").load(f"{root}/lakehouse/silver/documents").filter("split = 'test'").count()
+    assert report.documents == test_documents > 0
+    assert report.loss == "shl"
+    assert 0.0 <= report.overall["micro_f1"] <= 1.0 and 0.0 <= report.overall["codiesp_map"] <= 1.0
+
+
+def test_report_notebook(spark, lakehouse):
+    root, widgets = lakehouse
+    namespace = run_notebook("08_report", spark, widgets)
+    report = namespace["report"]
+    assert report.path.startswith(str(root / "lakehouse" / "gold" / "reports"))
+    assert len(report.images) == 4 and open(report.path, encoding="utf-8").read().startswith("<!DOCTYPE html>")
+
+
+def test_overview_notebook_resumes_from_the_tables(spark, lakehouse):
+    root, widgets = lakehouse
+    skipped = "pipeline.skip=[ingest,tokenize,label-stats,dedup-noise,train]"
+    namespace = run_notebook("00_overview", spark, {**widgets, "overrides": f"{widgets['overrides']} {skipped}"})
+    report = namespace["report"]
+    assert list(report.seconds) == ["score", "evaluate", "report"]
+    assert report.reports["score"].write.inserted == 0
+    assert report.reports["evaluate"].write.inserted == 0 and report.reports["evaluate"].write.updated == 0
+    assert report.report_path.endswith("report.html")
