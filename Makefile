@@ -11,9 +11,9 @@ export TOKENIZERS_PARALLELISM := false
 setup:
 	bash .ci/setup.sh
 
-## Run the pipeline on the built-in sample with conf/local.yaml.
+## Run the whole pipeline on the built-in sample with a short training (conf/demo.yaml).
 demo: setup
-	$(PYTHON) -m shl.cli run --config conf/local.yaml
+	$(PYTHON) -m shl.cli run --config conf/demo.yaml
 
 ## Run the test suite.
 test: setup

@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config, args.overrides)
         logging.getLogger().setLevel(config.log_level.upper())
+        # py4j logs a traceback at INFO each time Horovod's task side closes its connection.
+        logging.getLogger("py4j").setLevel(logging.WARNING)
         started = time.monotonic()
         logger.info("Stage %s started (config %s)", args.stage, args.config or "defaults")
         _run_stage(args.stage, config)

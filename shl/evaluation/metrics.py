@@ -205,8 +205,8 @@ def precision_recall_curve(
 
     A point is the precision and recall of predicting every entry with a score at least
     that high. Points run from the highest threshold to the lowest and are thinned to
-    at most ``max_points`` (kept evenly by index, the last always), which is enough to
-    plot.
+    about ``max_points``, spread evenly over recall, the first and last always kept,
+    which is enough to plot.
 
     Returns
     -------
@@ -228,7 +228,10 @@ def precision_recall_curve(
     precision = tp / (last + 1)
     recall = tp / positives
     if precision.size > max_points:
-        keep = np.unique(np.concatenate((np.linspace(0, precision.size - 1, max_points).astype(int), [precision.size - 1])))
+        # Recall never decreases along the points, so searching evenly spaced recall
+        # levels keeps the curve's shape where the points are sparse and where dense.
+        levels = np.linspace(recall[0], recall[-1], max_points - 1)
+        keep = np.unique(np.concatenate(([0], np.searchsorted(recall, levels, side="left"), [recall.size - 1])))
         precision, recall = precision[keep], recall[keep]
     return precision, recall
 
