@@ -22,6 +22,8 @@ from shl.config import SparkSettings
 
 logger = logging.getLogger(__name__)
 
+# The delta-spark version of pyproject.toml, for the --packages hint of check_delta.
+DELTA_VERSION = "3.3.2"
 _DELTA_SETTINGS = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
@@ -31,6 +33,32 @@ _DELTA_SETTINGS = {
 def on_databricks() -> bool:
     """Return True inside a Databricks runtime, whose clusters already have Delta."""
     return "DATABRICKS_RUNTIME_VERSION" in os.environ
+
+
+def launched_by_spark_submit() -> bool:
+    """Return True when spark-submit (or the pyspark shell) started this Python process."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ and not on_databricks()
+
+
+def check_delta(session: SparkSession) -> None:
+    """Raise ConfigError unless the session can read and write Delta tables.
+
+    Raises
+    ------
+    ConfigError
+        If the Delta classes or SQL extension are missing, with the spark-submit
+        options that add them.
+    """
+    from shl.config import ConfigError
+
+    extensions = session.conf.get("spark.sql.extensions", "") or ""
+    loaded = session.sparkContext._jvm.io.delta.tables.DeltaTable
+    if _DELTA_SETTINGS["spark.sql.extensions"] not in extensions or not hasattr(loaded, "forPath"):
+        options = " ".join(f"--conf {key}={value}" for key, value in _DELTA_SETTINGS.items())
+        raise ConfigError(
+            f"this Spark session has no Delta Lake (spark.sql.extensions={extensions!r}); submit with "
+            f"--packages io.delta:delta-spark_2.12:{DELTA_VERSION} {options}, or use a runtime that ships Delta"
+        )
 
 
 def get_spark(settings: SparkSettings | None = None) -> SparkSession:
@@ -55,6 +83,13 @@ def get_spark(settings: SparkSettings | None = None) -> SparkSession:
         _apply_runtime_settings(active, settings)
         return active
 
+    if launched_by_spark_submit():
+        # The JVM already runs with spark-submit's jars and settings, so Delta must come from them.
+        session = SparkSession.builder.appName(settings.app_name).getOrCreate()
+        check_delta(session)
+        logger.info("Using the spark-submit session (master %s)", session.sparkContext.master)
+        _apply_runtime_settings(session, settings)
+        return session
     if on_databricks():
         logger.info("Using the Databricks cluster session")
         session = SparkSession.builder.getOrCreate()

@@ -49,3 +49,64 @@ def test_bad_override_exits_with_usage_error(caplog):
         code = main(["ingest", "spark.shuffle_partitions=many"])
     assert code == 2
     assert "key 'spark.shuffle_partitions' must be an integer, found 'many'" in caplog.text
+
+
+def test_job_scripts_cover_every_stage_and_start():
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from shl.cli import STAGES
+
+    jobs = Path(__file__).resolve().parents[1] / "jobs"
+    stages = {}
+    for script in sorted(jobs.glob("*.py")):
+        # The script's folder comes first on the import path, so a stdlib name would shadow that module.
+        assert script.stem not in sys.stdlib_module_names, script.name
+        stages[re.search(r'main\(\["([a-z-]+)"', script.read_text()).group(1)] = script
+    assert sorted(stages) == sorted(STAGES)
+    for stage, script in stages.items():
+        result = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, (script.name, result.stderr[-2000:])
+        assert "usage: shl" in result.stdout
+
+
+def test_spark_submit_runs_a_job_from_the_wheel(tmp_path):
+    """The README's cluster command: spark-submit --py-files <wheel> jobs/<stage>.py."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from shl.spark import _DELTA_SETTINGS, DELTA_VERSION
+
+    repo = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path / "dist"), str(repo)],
+                   check=True, timeout=300)
+    wheel = next((tmp_path / "dist").glob("shl_coding-*.whl"))
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    for name in ("PYSPARK_GATEWAY_PORT", "PYSPARK_GATEWAY_SECRET"):
+        env.pop(name, None)
+    delta_options = ["--packages", f"io.delta:delta-spark_2.12:{DELTA_VERSION}"]
+    for key, value in _DELTA_SETTINGS.items():
+        delta_options += ["--conf", f"{key}={value}"]
+    submit = [str(bin_dir / "spark-submit"), "--master", "local[1]"]
+    job = [
+        "--py-files", str(wheel), str(repo / "jobs" / "ingest.py"),
+        f"source.path={tmp_path / 'sample'}", f"lakehouse.root={tmp_path / 'lakehouse'}",
+        "sample.n_admissions=20", "sample.n_patients=10", "spark.shuffle_partitions=1",
+    ]
+    result = subprocess.run(submit + delta_options + job, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    # spark-submit passes the Python driver's stderr on to its own stdout.
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "Using the spark-submit session" in output
+    assert "notes: 20 rows read, 20 inserted" in output
+
+    result = subprocess.run(submit + job, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output[-3000:]
+    assert "this Spark session has no Delta Lake" in output
+    assert f"--packages io.delta:delta-spark_2.12:{DELTA_VERSION}" in output
