@@ -2,9 +2,9 @@
 earlier ones left in Delta.
 
 ``shl run`` (and ``jobs/pipeline.py``) runs ingest, tokenize, label-stats, dedup-noise,
-train, score, evaluate and report. ``pipeline.skip`` leaves stages out; a skipped stage's
-tables from an earlier run are read as they are, so a failed run goes on from the stage
-that failed with the earlier stages skipped. Every stage is idempotent (MERGE, and
+train, score, evaluate and report. ``pipeline.skip`` leaves stages out, and later stages
+read the tables a skipped stage left in an earlier run. So a failed run goes on from the
+stage that failed when the stages before it are skipped. Every stage is idempotent (MERGE, and
 training resumes from its last checkpoint), so running the whole pipeline again is
 safe too.
 """

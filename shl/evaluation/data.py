@@ -1,9 +1,10 @@
 """Collect a scored split to the driver: probabilities, targets and gold codes.
 
-The evaluate and report stages both need, for one model version and one split, every
-document's probabilities (from gold ``predictions``), its label-space targets (from
-silver ``documents``) and all its gold codes in the configured code systems (from
-bronze ``codes``, including codes outside the label space, which CodiEsp MAP counts).
+The evaluate and report stages both need three things for one model version and one
+split. They need every document's probabilities (from gold ``predictions``) and its
+label-space targets (from silver ``documents``). They also need all its gold codes in
+the configured code systems (from bronze ``codes``), because CodiEsp MAP counts the
+codes outside the label space too.
 
 NOTE: the arrays are collected to the driver: documents x labels float32, 40 MB for
 1,000 documents and 10,000 labels. That suits test splits; evaluate a sample of a

@@ -240,11 +240,7 @@ def load_model(
         if not os.path.isfile(path):
             raise FileNotFoundError(f"missing {os.path.basename(path)} in model folder: {path}")
 
-    with open(config_path, encoding="utf-8") as handle:
-        try:
-            payload = json.load(handle)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"invalid JSON in {config_path}: {error}") from error
+    payload = read_saved_config(folder)
     if payload.get("format_version") != FORMAT_VERSION:
         raise ValueError(
             f"unsupported format_version {payload.get('format_version')!r} in {config_path}: "

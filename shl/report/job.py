@@ -2,10 +2,11 @@
 
 The page is written to ``<evaluation.report_dir>/<model_version>/report.html``
 (``report_dir`` defaults to ``<lakehouse.root>/gold/reports``). It shows the
-headline metrics, metrics per segment and per frequency band, every model evaluated on
-the same split side by side, the long-tail curve with segment boundaries, the
-co-occurrence structure of the most frequent labels, per-segment F1 of each model and
-precision-recall curves, then the table versions read and the run's configuration.
+headline metrics, metrics per segment and per frequency band, and every model evaluated
+on the same split side by side. Its plots are the long-tail curve with segment
+boundaries, the co-occurrence structure of the most frequent labels, per-segment F1 of
+each model and precision-recall curves. The table versions read and the run's
+configuration close the page.
 Running it again overwrites the same files.
 """
 
@@ -43,7 +44,7 @@ MAX_CURVES = 8
 
 @dataclass
 class ReportResult:
-    """Where the report went, what it shows and what it read."""
+    """Result of the report stage: the page path, its images and the table versions read."""
 
     path: str = ""
     images: list[str] = field(default_factory=list)

@@ -58,8 +58,8 @@ def plot_cooccurrence(
     """Draw P(column | row) of the top labels, with lines between segments.
 
     The labels are expected in segment order, so each block on the diagonal is one
-    segment; strong entries off the blocks are co-occurring codes the segmentation
-    kept apart.
+    segment. Strong entries off the blocks are co-occurring codes that the
+    segmentation kept apart.
     """
     n = len(labels)
     size = min(14.0, 3.0 + 0.28 * n)
