@@ -110,3 +110,29 @@ def test_spark_submit_runs_a_job_from_the_wheel(tmp_path):
     assert result.returncode == 2, output[-3000:]
     assert "this Spark session has no Delta Lake" in output
     assert f"--packages io.delta:delta-spark_2.12:{DELTA_VERSION}" in output
+
+
+def test_pipeline_failure_names_the_resume_setting(spark, make_config, caplog):
+    from shl.pipeline import run_pipeline
+
+    config = make_config(["pipeline.skip=[ingest,tokenize,label-stats,dedup-noise,train]",
+                          "scoring.model=/nonexistent/model"])
+    with caplog.at_level(logging.ERROR):
+        try:
+            run_pipeline(config, spark)
+        except FileNotFoundError as error:
+            assert "/nonexistent/model" in str(error)
+        else:
+            raise AssertionError("the score stage should fail without a model")
+    assert "Pipeline stopped at stage score after no stage" in caplog.text
+    assert "pipeline.skip=[ingest,tokenize,label-stats,dedup-noise,train]" in caplog.text
+
+
+def test_run_command_lists_every_stage():
+    from shl.cli import STAGES
+    from shl.config import PIPELINE_STAGES
+    from shl.pipeline import STAGE_FUNCTIONS
+
+    assert PIPELINE_STAGES == ("ingest", "tokenize", "label-stats", "dedup-noise", "train", "score", "evaluate", "report")
+    assert set(STAGE_FUNCTIONS) == set(STAGES) - {"run"}
+    assert main(["run", "pipeline.skip=[nope]"]) == 2
