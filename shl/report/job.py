@@ -38,6 +38,8 @@ HEADLINE = ("micro_f1", "macro_f1", "micro_f1_at_0.5", "macro_f1_at_0.5", "preci
             "micro_auc", "macro_auc")
 GROUP_METRICS = ("labels", "positives", "micro_precision", "micro_recall", "micro_f1", "macro_f1", "map",
                  "micro_auc", "macro_auc")
+# Metrics that count things, shown as whole numbers.
+COUNT_METRICS = frozenset({"documents", "labels", "positives", "auc_labels", "gold_codes_outside_labels"})
 # Segments drawn as their own precision-recall curve; more would not be legible.
 MAX_CURVES = 8
 
@@ -180,7 +182,7 @@ def _metric_tables(own: pd.DataFrame, evaluation: pd.DataFrame) -> list[html.Tab
         present = [name for name in GROUP_METRICS if name in wide.columns]
         result.append(html.Table(
             title, (scope, *present),
-            [(int(group), *(float(wide.loc[group, name]) for name in present)) for group in wide.index],
+            [(int(group), *(_cell(name, wide.loc[group, name]) for name in present)) for group in wide.index],
         ))
     comparison = evaluation[evaluation["scope"] == "overall"]
     names = [name for name in HEADLINE if name in set(comparison["metric"])]
@@ -191,6 +193,11 @@ def _metric_tables(own: pd.DataFrame, evaluation: pd.DataFrame) -> list[html.Tab
         rows.append((model_name(loss, version), *(float(values.get(name, np.nan)) for name in names)))
     result.append(html.Table("Every model evaluated on this split", ("model", *names), rows))
     return result
+
+
+def _cell(metric: str, value: float) -> float | int:
+    value = float(value)
+    return int(value) if metric in COUNT_METRICS and value == value else value
 
 
 def _long_tail(spark: SparkSession, config: Config, folder: Path, result: ReportResult):
