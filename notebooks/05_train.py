@@ -4,8 +4,8 @@
 # MAGIC
 # MAGIC Trains the coding model with the configured loss (`training.loss`, SHL by default) and
 # MAGIC launcher (`training.launcher`: Horovod on the Spark executors, or TorchDistributor). The model
-# MAGIC goes to `<training.output_dir>/model` with its per-segment thresholds; a stopped run resumes
-# MAGIC from its last epoch checkpoint when started again with the same output folder.
+# MAGIC goes to `<training.output_dir>/model` with its per-segment thresholds. A stopped run
+# MAGIC resumes from its last epoch checkpoint when started again with the same output folder.
 # MAGIC
 # MAGIC Set the widgets: a YAML config file of the repository's `conf/` folder (empty for the
 # MAGIC defaults) and `key=value` overrides, such as `lakehouse.root=dbfs:/mnt/lakehouse`.

@@ -106,7 +106,9 @@ def test_evaluation_matches_scikit_learn(spark, evaluated):
     probabilities = np.array([row["probabilities"] for row in rows])
     targets = np.array([[label in row["labels"] for label in labels] for row in rows]).astype(int)
     cut = np.array([0.45 if s == 0 else 0.5 for s in segments])
-    assert report.documents == len(rows) > 0 and report.unscored == 0 and report.loss == "bce"
+    assert report.documents == len(rows) > 0
+    assert report.unscored == 0
+    assert report.loss == "bce"
     assert report.overall["micro_f1"] == pytest.approx(skm.f1_score(targets, probabilities >= cut, average="micro", zero_division=0))
     assert report.overall["macro_f1"] == pytest.approx(skm.f1_score(targets, probabilities >= cut, average="macro", zero_division=0))
     assert report.overall["micro_f1_at_0.5"] == pytest.approx(skm.f1_score(targets, probabilities >= 0.5, average="micro", zero_division=0))
@@ -137,8 +139,8 @@ def test_report_page_and_plots(evaluated):
             assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
     text = open(report.path, encoding="utf-8").read()
     assert f"bce {first.model_version[:8]}" in text
-    assert "Metrics per segment" in text and "Metrics per frequency band" in text
-    assert "<td>predictions</td>" in text and "evaluation:" in text and "k_values:" in text
+    for fragment in ("Metrics per segment", "Metrics per frequency band", "<td>predictions</td>", "evaluation:", "k_values:"):
+        assert fragment in text
     assert report.models_compared == 1
 
 

@@ -46,7 +46,7 @@ def test_ranking_metrics_by_hand():
     assert mean_average_precision(PROBABILITIES, TARGETS) == pytest.approx((1 + 1 + 0.75) / 3)
 
 
-def test_ties_rank_by_column_and_count_half_in_auc():
+def test_tied_scores_rank_and_auc():
     probabilities = np.array([[0.5, 0.5, 0.5]])
     assert rank_labels(probabilities).tolist() == [[0, 1, 2]]
     # Label 2 is gold and ranks third: AP 1/3.
@@ -138,7 +138,9 @@ def test_evaluate_scores_uses_per_label_thresholds():
     assert metrics["micro_precision"] == pytest.approx(2 / 3)
     assert metrics["micro_recall"] == pytest.approx(2 / 5)
     assert metrics["precision_at_2"] == pytest.approx(2 / 3)
-    assert metrics["documents"] == 3 and metrics["labels"] == 4 and metrics["positives"] == 5
+    assert metrics["documents"] == 3
+    assert metrics["labels"] == 4
+    assert metrics["positives"] == 5
     with pytest.raises(ValueError, match="3 thresholds for 4 labels"):
         evaluate_scores(PROBABILITIES, TARGETS, np.array([0.5, 0.5, 0.5]))
 

@@ -102,7 +102,8 @@ def test_label_stats_notebook(spark, lakehouse):
     root, widgets = lakehouse
     namespace = run_notebook("03_label_stats", spark, widgets)
     report = namespace["report"]
-    assert report.n_labels > 0 and len(report.segments) > 0
+    assert report.n_labels > 0
+    assert len(report.segments) > 0
     assert (root / "lakehouse" / "gold" / "reports" / "long_tail.png").is_file()
 
 
@@ -118,7 +119,9 @@ def test_train_notebook(spark, lakehouse):
     root, widgets = lakehouse
     namespace = run_notebook("05_train", spark, widgets)
     report = namespace["report"]
-    assert report.complete and report.epochs_completed == 1 and report.num_proc == 2
+    assert report.complete
+    assert report.epochs_completed == 1
+    assert report.num_proc == 2
     assert (root / "run" / "model" / "config.json").is_file()
 
 
@@ -136,7 +139,8 @@ def test_evaluate_notebook(spark, lakehouse):
     test_documents = spark.read.format("delta").load(f"{root}/lakehouse/silver/documents").filter("split = 'test'").count()
     assert report.documents == test_documents > 0
     assert report.loss == "shl"
-    assert 0.0 <= report.overall["micro_f1"] <= 1.0 and 0.0 <= report.overall["codiesp_map"] <= 1.0
+    assert 0.0 <= report.overall["micro_f1"] <= 1.0
+    assert 0.0 <= report.overall["codiesp_map"] <= 1.0
 
 
 def test_report_notebook(spark, lakehouse):
@@ -144,7 +148,8 @@ def test_report_notebook(spark, lakehouse):
     namespace = run_notebook("08_report", spark, widgets)
     report = namespace["report"]
     assert report.path.startswith(str(root / "lakehouse" / "gold" / "reports"))
-    assert len(report.images) == 4 and open(report.path, encoding="utf-8").read().startswith("<!DOCTYPE html>")
+    assert len(report.images) == 4
+    assert open(report.path, encoding="utf-8").read().startswith("<!DOCTYPE html>")
 
 
 def test_overview_notebook_resumes_from_the_tables(spark, lakehouse):
@@ -154,5 +159,6 @@ def test_overview_notebook_resumes_from_the_tables(spark, lakehouse):
     report = namespace["report"]
     assert list(report.seconds) == ["score", "evaluate", "report"]
     assert report.reports["score"].write.inserted == 0
-    assert report.reports["evaluate"].write.inserted == 0 and report.reports["evaluate"].write.updated == 0
+    assert report.reports["evaluate"].write.inserted == 0
+    assert report.reports["evaluate"].write.updated == 0
     assert report.report_path.endswith("report.html")

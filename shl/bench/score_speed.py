@@ -46,7 +46,7 @@ class DriverMemory:
 
     On ``local[N]`` the JVM is the driver and the executors at once, so its resident
     memory includes cached partitions and shuffle buffers, capped by
-    ``spark.driver.memory``; the Python process is the driver alone.
+    ``spark.driver.memory``. The Python process is the driver alone.
     """
 
     def __init__(self) -> None:

@@ -4,8 +4,8 @@ Arrays have shape (documents, labels): ``targets`` is 0/1, ``probabilities`` are
 model's scores and ``predictions`` are 0/1 decisions. Conventions follow scikit-learn
 with ``zero_division=0`` where it has the same metric:
 
-- micro averages pool the counts of all entries; macro averages take the mean of the
-  per-label values over every label, a label with nothing to count scoring 0;
+- micro averages pool the counts of all entries. Macro averages take the mean of the
+  per-label values over every label, and a label with nothing to count scores 0;
 - rankings sort a document's labels by descending probability, ties broken by label
   column, so results do not depend on the sort algorithm;
 - AUC is the Mann-Whitney statistic with tied scores counted one half. Macro AUC
